@@ -1,0 +1,5 @@
+/* op_cases.h: every op case of the harness, one line each (X-macro). Add a case: write
+ * tests/op_cases/<op>.c defining `const OpCase case_<name>` and add X(<name>) here. */
+#define OP_CASES(X)                                                                                           \
+    X(matmul)                                                                                                 \
+    X(layernorm)
