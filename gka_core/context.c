@@ -51,6 +51,13 @@ void ctx_sync(Ctx *ctx) {
 #endif
 }
 
+void ctx_emulate_bf16(Tensor t, const Ctx *ctx) {
+    if (!ctx->emulate_bf16 || !tensor_present(t) || t.device != DEV_CPU || t.dtype != DT_F32) return;
+    float *x = (float *)t.data;
+    int64_t n = tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
+}
+
 void *ctx_scratch(Ctx *ctx, size_t bytes) {
     if (bytes > ctx->scratch_bytes) {
         free(ctx->scratch);

@@ -80,11 +80,13 @@ void matmul_forward(Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tens
 #endif
     } else {
         matmul_forward_cpu(F(out), F(pre_gelu), F(inp), F(weight), F(bias), M, IC, OC);
+        ctx_emulate_bf16(out, ctx);
+        ctx_emulate_bf16(pre_gelu, ctx);
     }
 }
 
 void matmul_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
-                     Tensor pre_gelu, Ctx *ctx) {
+                     Tensor pre_gelu, int dinp_accumulate, Ctx *ctx) {
     const char *op = "matmul_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dweight, ROLE_GRAD_W, op, "dweight", ctx);
@@ -98,11 +100,13 @@ void matmul_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Ten
     numel_is(pre_gelu, M * OC, op, "pre_gelu");
     if (CU(ctx)) {
 #ifdef GKA_HAVE_CUDA
-        matmul_backward_cuda(B(dinp), F(dweight), F(dbias), B(dout), B(inp), B(weight), B(pre_gelu), M, IC, OC,
-                             ctx->cuda);
+        matmul_backward_cuda(B(dinp), F(dweight), F(dbias), B(dout), B(inp), B(weight), B(pre_gelu),
+                             dinp_accumulate, M, IC, OC, ctx->cuda);
 #endif
     } else {
-        matmul_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(pre_gelu), M, IC, OC);
+        matmul_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(pre_gelu), dinp_accumulate,
+                            M, IC, OC);
+        ctx_emulate_bf16(dinp, ctx);
     }
 }
 
@@ -134,6 +138,7 @@ void conv2d_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, int stri
     if (CU(ctx)) NO_CUDA_TWIN(op);
     conv2d_forward_cpu(F(out), F(inp), F(weight), F(bias), (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
                        (int)inp.shape[3], (int)weight.shape[0], (int)weight.shape[1], stride, pad, groups, ctx);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void conv2d_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
@@ -150,6 +155,7 @@ void conv2d_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Ten
     conv2d_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), (int)inp.shape[0],
                         (int)inp.shape[1], (int)inp.shape[2], (int)inp.shape[3], (int)weight.shape[0],
                         (int)weight.shape[1], stride, pad, groups, ctx);
+    ctx_emulate_bf16(dinp, ctx);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -173,12 +179,14 @@ void batchnorm_forward_train(Tensor out, Tensor mean, Tensor rstd, Tensor runnin
     bn_act_ok(act, op);
     int C = (int)last_dim(inp);
     int64_t M = tensor_numel(inp) / C;
+    GK_CHECK(M > 1, "%s: training statistics need more than one value per channel (M = %lld)", op, (long long)M);
     numel_is(mean, C, op, "mean"), numel_is(rstd, C, op, "rstd"), numel_is(weight, C, op, "weight");
     numel_is(bias, C, op, "bias"), numel_is(running_mean, C, op, "running_mean");
     numel_is(running_var, C, op, "running_var");
     if (CU(ctx)) NO_CUDA_TWIN(op);
     batchnorm_forward_train_cpu(F(out), F(mean), F(rstd), F(running_mean), F(running_var), F(inp), F(weight), F(bias),
                                 momentum, eps, act, M, C);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void batchnorm_forward_eval(Tensor out, Tensor inp, Tensor weight, Tensor bias, Tensor running_mean,
@@ -197,6 +205,7 @@ void batchnorm_forward_eval(Tensor out, Tensor inp, Tensor weight, Tensor bias, 
     if (CU(ctx)) NO_CUDA_TWIN(op);
     batchnorm_forward_eval_cpu(F(out), F(inp), F(weight), F(bias), F(running_mean), F(running_var), eps, act,
                                tensor_numel(inp) / C, C);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void batchnorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
@@ -216,6 +225,7 @@ void batchnorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, 
     if (CU(ctx)) NO_CUDA_TWIN(op);
     batchnorm_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(bias), F(mean), F(rstd), act,
                            tensor_numel(inp) / C, C);
+    ctx_emulate_bf16(dinp, ctx);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -239,6 +249,7 @@ void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor 
 #endif
     } else {
         layernorm_forward_cpu(F(out), F(mean), F(rstd), F(inp), F(weight), F(bias), eps, M, C);
+        ctx_emulate_bf16(out, ctx);
     }
 }
 
@@ -263,6 +274,7 @@ void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, 
 #endif
     } else {
         layernorm_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(mean), F(rstd), M, C);
+        ctx_emulate_bf16(dinp, ctx);
     }
 }
 
@@ -278,8 +290,14 @@ void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor gate, Tensor we
     int D = (int)last_dim(inp);
     int64_t M = tensor_numel(inp) / D;
     numel_is(rstd, M, op, "rstd"), numel_is(weight, D, op, "weight");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    rmsnorm_forward_cpu(F(out), F(rstd), F(inp), F(gate), F(weight), eps, M, D);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        rmsnorm_forward_cuda(B(out), F(rstd), B(inp), B(gate), B(weight), eps, M, D, ctx->cuda);
+#endif
+    } else {
+        rmsnorm_forward_cpu(F(out), F(rstd), F(inp), F(gate), F(weight), eps, M, D);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void rmsnorm_backward(Tensor dinp, Tensor dgate, Tensor dweight, Tensor dout, Tensor inp, Tensor gate,
@@ -296,8 +314,16 @@ void rmsnorm_backward(Tensor dinp, Tensor dgate, Tensor dweight, Tensor dout, Te
     int D = (int)last_dim(inp);
     int64_t M = tensor_numel(inp) / D;
     numel_is(rstd, M, op, "rstd"), numel_is(dweight, D, op, "dweight");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    rmsnorm_backward_cpu(F(dinp), F(dgate), F(dweight), F(dout), F(inp), F(gate), F(weight), F(rstd), M, D);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        rmsnorm_backward_cuda(B(dinp), B(dgate), F(dweight), B(dout), B(inp), B(gate), B(weight), F(rstd), M, D,
+                              ctx->cuda);
+#endif
+    } else {
+        rmsnorm_backward_cpu(F(dinp), F(dgate), F(dweight), F(dout), F(inp), F(gate), F(weight), F(rstd), M, D);
+        ctx_emulate_bf16(dinp, ctx);
+        ctx_emulate_bf16(dgate, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -307,8 +333,14 @@ void act_forward(Tensor out, Tensor inp, Act act, Ctx *ctx) {
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
     numel_is(out, tensor_numel(inp), op, "out");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    act_forward_cpu(F(out), F(inp), act, tensor_numel(inp));
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        act_forward_cuda(B(out), B(inp), act, tensor_numel(inp), ctx->cuda);
+#endif
+    } else {
+        act_forward_cpu(F(out), F(inp), act, tensor_numel(inp));
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void act_backward(Tensor dinp, Tensor dout, Tensor inp, Act act, Ctx *ctx) {
@@ -317,8 +349,14 @@ void act_backward(Tensor dinp, Tensor dout, Tensor inp, Act act, Ctx *ctx) {
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dout, ROLE_ACT, op, "dout", ctx);
     expect(inp, ROLE_ACT, op, "inp", ctx);
     numel_is(dinp, tensor_numel(inp), op, "dinp"), numel_is(dout, tensor_numel(inp), op, "dout");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    act_backward_cpu(F(dinp), F(dout), F(inp), act, tensor_numel(inp));
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        act_backward_cuda(B(dinp), B(dout), B(inp), act, tensor_numel(inp), ctx->cuda);
+#endif
+    } else {
+        act_backward_cpu(F(dinp), F(dout), F(inp), act, tensor_numel(inp));
+        ctx_emulate_bf16(dinp, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -338,9 +376,16 @@ void shortconv_forward(Tensor out, Tensor inp, Tensor weight, int causal, Act ac
     expect(weight, ROLE_WEIGHT, op, "weight", ctx);
     shortconv_dims(inp, weight, causal, op);
     same_shape(out, inp, op, "out", "inp");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    shortconv_forward_cpu(F(out), F(inp), F(weight), causal, act, (int)inp.shape[0], (int)inp.shape[1],
-                          (int)inp.shape[2], (int)weight.shape[1]);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        shortconv_forward_cuda(B(out), B(inp), B(weight), causal, act, (int)inp.shape[0], (int)inp.shape[1],
+                               (int)inp.shape[2], (int)weight.shape[1], ctx->cuda);
+#endif
+    } else {
+        shortconv_forward_cpu(F(out), F(inp), F(weight), causal, act, (int)inp.shape[0], (int)inp.shape[1],
+                              (int)inp.shape[2], (int)weight.shape[1]);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void shortconv_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, int causal,
@@ -353,9 +398,16 @@ void shortconv_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Te
     shortconv_dims(inp, weight, causal, op);
     same_shape(dinp, inp, op, "dinp", "inp"), same_shape(dout, inp, op, "dout", "inp");
     same_shape(dweight, weight, op, "dweight", "weight");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    shortconv_backward_cpu(F(dinp), F(dweight), F(dout), F(inp), F(weight), causal, act, (int)inp.shape[0],
-                           (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1]);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        shortconv_backward_cuda(B(dinp), F(dweight), B(dout), B(inp), B(weight), causal, act, (int)inp.shape[0],
+                                (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1], ctx->cuda);
+#endif
+    } else {
+        shortconv_backward_cpu(F(dinp), F(dweight), F(dout), F(inp), F(weight), causal, act, (int)inp.shape[0],
+                               (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1]);
+        ctx_emulate_bf16(dinp, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -379,6 +431,7 @@ void window_partition(Tensor out, Tensor inp, int window, Ctx *ctx) {
     if (CU(ctx)) NO_CUDA_TWIN(op);
     window_partition_cpu(F(out), F(inp), window, (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
                          (int)inp.shape[3]);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void window_reverse(Tensor out, Tensor inp, int window, Ctx *ctx) {
@@ -389,6 +442,7 @@ void window_reverse(Tensor out, Tensor inp, int window, Ctx *ctx) {
     if (CU(ctx)) NO_CUDA_TWIN(op);
     window_reverse_cpu(F(out), F(inp), window, (int)out.shape[0], (int)out.shape[1], (int)out.shape[2],
                        (int)out.shape[3]);
+    ctx_emulate_bf16(out, ctx);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -413,6 +467,7 @@ void attention_forward(Tensor out, Tensor att, Tensor qkv, int n_heads, Ctx *ctx
     if (CU(ctx)) NO_CUDA_TWIN(op);
     attention_forward_cpu(F(out), F(att), F(qkv), (int)qkv.shape[0], (int)qkv.shape[1], (int)(qkv.shape[2] / 3),
                           n_heads);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tensor att, int n_heads, Ctx *ctx) {
@@ -427,6 +482,7 @@ void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tenso
     if (CU(ctx)) NO_CUDA_TWIN(op);
     attention_backward_cpu(F(dqkv), F(datt), F(dout), F(qkv), F(att), (int)qkv.shape[0], (int)qkv.shape[1],
                            (int)(qkv.shape[2] / 3), n_heads);
+    ctx_emulate_bf16(dqkv, ctx);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -439,6 +495,7 @@ void avgpool_forward(Tensor out, Tensor inp, Ctx *ctx) {
     numel_is(out, inp.shape[0] * inp.shape[2], op, "out");
     if (CU(ctx)) NO_CUDA_TWIN(op);
     avgpool_forward_cpu(F(out), F(inp), (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2]);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void avgpool_backward(Tensor dinp, Tensor dout, Ctx *ctx) {
@@ -449,6 +506,7 @@ void avgpool_backward(Tensor dinp, Tensor dout, Ctx *ctx) {
     numel_is(dout, dinp.shape[0] * dinp.shape[2], op, "dout");
     if (CU(ctx)) NO_CUDA_TWIN(op);
     avgpool_backward_cpu(F(dinp), F(dout), (int)dinp.shape[0], (int)dinp.shape[1], (int)dinp.shape[2]);
+    ctx_emulate_bf16(dinp, ctx);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -465,6 +523,7 @@ void residual_forward(Tensor out, Tensor res, Tensor branch, Tensor gamma, DropP
     GK_CHECK(dp.p >= 0.0f && dp.p < 1.0f, "%s: drop-path rate %g outside [0, 1)", op, dp.p);
     if (CU(ctx)) NO_CUDA_TWIN(op);
     residual_forward_cpu(F(out), F(res), F(branch), F(gamma), dp, S, tensor_numel(res) / S / C, C);
+    ctx_emulate_bf16(out, ctx);
 }
 
 void residual_backward(Tensor dbranch, Tensor dgamma, Tensor dout, Tensor branch, Tensor gamma, DropPath dp,
@@ -482,6 +541,7 @@ void residual_backward(Tensor dbranch, Tensor dgamma, Tensor dout, Tensor branch
     if (CU(ctx)) NO_CUDA_TWIN(op);
     residual_backward_cpu(F(dbranch), F(dgamma), F(dout), F(branch), F(gamma), dp, S, tensor_numel(branch) / S / C,
                           C);
+    ctx_emulate_bf16(dbranch, ctx);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -507,6 +567,7 @@ void softmax_xent_backward(Tensor dlogits, Tensor probs, Tensor targets, float d
     same_shape(dlogits, probs, op, "dlogits", "probs"), same_shape(targets, probs, op, "targets", "probs");
     if (CU(ctx)) NO_CUDA_TWIN(op);
     softmax_xent_backward_cpu(F(dlogits), F(probs), F(targets), dloss, (int)probs.shape[0], (int)probs.shape[1]);
+    ctx_emulate_bf16(dlogits, ctx);
 }
 
 void smooth_one_hot(float *targets, const int *labels, int B, int K, float smoothing) {

@@ -19,11 +19,11 @@ void matmul_forward_cpu(float *out, float *pre_gelu, const float *inp, const flo
 }
 
 void matmul_backward_cpu(float *dinp, float *dweight, float *dbias, float *dout, const float *inp,
-                         const float *weight, const float *pre_gelu, int64_t M, int IC, int OC) {
+                         const float *weight, const float *pre_gelu, int dinp_accumulate, int64_t M, int IC, int OC) {
     if (pre_gelu) act_backward_cpu(dout, dout, pre_gelu, ACT_GELU_TANH, M * OC);
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, IC, OC, 1.0f, dout, OC, weight, IC, 0.0f,
-                    dinp, IC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, IC, OC, 1.0f, dout, OC, weight, IC,
+                    dinp_accumulate ? 1.0f : 0.0f, dinp, IC);
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, (int)M, 1.0f, dout, OC, inp, IC, 1.0f,
                     dweight, IC);

@@ -21,7 +21,7 @@ float act_grad(Act act, float x); /* d act(x) / dx */
 void matmul_forward_cpu(float *out, float *pre_gelu, const float *inp, const float *weight, const float *bias,
                         int64_t M, int IC, int OC);
 void matmul_backward_cpu(float *dinp, float *dweight, float *dbias, float *dout, const float *inp,
-                         const float *weight, const float *pre_gelu, int64_t M, int IC, int OC);
+                         const float *weight, const float *pre_gelu, int dinp_accumulate, int64_t M, int IC, int OC);
 
 void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias, int N, int H,
                         int W, int C, int OC, int K, int stride, int pad, int groups, Ctx *ctx);

@@ -35,14 +35,30 @@ static int lt_matmul(CudaCtx *cu, void *d, cudaDataType_t dtype, const void *a, 
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &cu->lt_workspace_bytes, sizeof cu->lt_workspace_bytes));
+    // Parameters are views into one packed buffer, so operands need not be 256-byte aligned (cuBLASLt's
+    // default assumption): tell the heuristic the real alignment of each pointer.
+    const void *ptrs[3] = {a, b, d};
+    const cublasLtMatmulPreferenceAttributes_t attrs[3] = {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 3; i++) {
+        uint32_t align = 256;
+        while (align > 1 && ((uintptr_t)ptrs[i] % align) != 0) align >>= 1;
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, attrs[i], &align, sizeof align));
+        if (i == 2)
+            cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align,
+                                                             sizeof align));
+    }
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cu->lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
     int ok = (hs == CUBLAS_STATUS_SUCCESS && found > 0);
     if (ok) {
         float alpha = 1.0f;
-        cublasCheck(cublasLtMatmul(cu->lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
-                                   cu->lt_workspace, cu->lt_workspace_bytes, cu->stream));
+        cublasStatus_t st = cublasLtMatmul(cu->lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
+                                           cu->lt_workspace, cu->lt_workspace_bytes, cu->stream);
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED && (bias || aux)) ok = 0; /* the caller runs the epilogue itself */
+        else cublasCheck(st);
     }
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
@@ -119,8 +135,8 @@ extern "C" void matmul_forward_cuda(bf16_t *out, bf16_t *pre_gelu, const bf16_t 
 }
 
 extern "C" void matmul_backward_cuda(bf16_t *dinp, float *dweight, float *dbias, bf16_t *dout, const bf16_t *inp,
-                                     const bf16_t *weight, const bf16_t *pre_gelu, int64_t M, int IC, int OC,
-                                     CudaCtx *cu) {
+                                     const bf16_t *weight, const bf16_t *pre_gelu, int dinp_accumulate, int64_t M,
+                                     int IC, int OC, CudaCtx *cu) {
     if (pre_gelu) {
         long long total = (long long)M * OC;
         gelu_tanh_backward_inplace_kernel<<<ceil_div(total, 256), 256, 0, cu->stream>>>((bf16 *)dout,
@@ -128,8 +144,8 @@ extern "C" void matmul_backward_cuda(bf16_t *dinp, float *dweight, float *dbias,
         cudaCheckLast();
     }
     if (dinp) // dinp^T[IC, M] = W^T-view[IC, OC] * dout^T[OC, M]
-        GK_CHECK(lt_matmul(cu, dinp, CUDA_R_16BF, weight, IC, false, dout, OC, false, IC, (int)M, OC, 0.0f, NULL,
-                           NULL, 0),
+        GK_CHECK(lt_matmul(cu, dinp, CUDA_R_16BF, weight, IC, false, dout, OC, false, IC, (int)M, OC,
+                           dinp_accumulate ? 1.0f : 0.0f, NULL, NULL, 0),
                  "cuBLASLt found no algorithm for the input gradient");
     if (dweight) // dW^T[IC, OC] += inp^T[IC, M] * dout[M, OC]
         GK_CHECK(lt_matmul(cu, dweight, CUDA_R_32F, inp, IC, false, dout, OC, true, IC, OC, (int)M, 1.0f, NULL,

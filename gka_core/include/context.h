@@ -21,7 +21,13 @@ typedef struct Ctx {
     CudaCtx *cuda;       /* NULL for the CPU */
     void *scratch;       /* CPU scratch (host memory) */
     size_t scratch_bytes;
+    int emulate_bf16;    /* CPU only, for tests: round every activation and activation gradient an op writes to
+                          * bf16, where the CUDA twins store them, so whole-layer and whole-model comparisons
+                          * between the backends measure the kernels, not bf16 storage */
 } Ctx;
+
+/* Rounds a float32 CPU tensor to bf16 values in place when ctx->emulate_bf16 is set (no-op otherwise). */
+void ctx_emulate_bf16(Tensor t, const Ctx *ctx);
 
 Ctx ctx_cpu(void);
 /* Number of usable CUDA devices: 0 without a GPU, a driver, or a CUDA build. */

@@ -47,10 +47,11 @@ float droppath_scale(DropPath dp, int64_t s);
 /* ---- matmul: out[M, OC] = inp[M, IC] weight[OC, IC]^T + bias[OC] ----------------------------------
  * With pre_gelu present: pre_gelu = inp weight^T + bias and out = gelu_tanh(pre_gelu) (cuBLASLt epilogue).
  * Backward with pre_gelu: dout is the gradient of the GELU output and is OVERWRITTEN with the gradient of
- * pre_gelu. dinp written; dweight, dbias accumulated. */
+ * pre_gelu. dinp written, or accumulated when dinp_accumulate (several projections of one input, as in a
+ * GKA layer, sum their input gradients in place); dweight, dbias accumulated. */
 void matmul_forward(Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tensor bias, Ctx *ctx);
 void matmul_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
-                     Tensor pre_gelu, Ctx *ctx);
+                     Tensor pre_gelu, int dinp_accumulate, Ctx *ctx);
 
 /* ---- conv2d, NHWC: out[N, OH, OW, OC] from inp[N, H, W, C], weight[OC, K, K, C/groups], bias[OC] ----
  * Square kernel K, equal stride and zero padding on both axes; OH = (H + 2 pad - K) / stride + 1. */
