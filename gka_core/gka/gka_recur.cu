@@ -9,7 +9,8 @@
 //          then the readout o = s (diag(gv) Q~ Uc + ((Q~ K^T) o Gamv) V).
 //  bwd1    the same warp layout: dq~ = s U_t do, the adjoint solve y (same steps, the forward's f), and
 //          what the reverse pass needs per token: H_t k_t, w_t, m_t = <M_t, H_t>, q~.dq~.
-//  bwd2    one warp per (sequence, head), backward in time (unchanged from the SIMT design).
+//  bwd2    one warp per (sequence, head), backward in time: the value-state adjoint, then the key-covariance
+//          adjoint, each with its states in registers.
 //
 // Precision. The matrix products use mma.m16n8k16 with bf16 operands and fp32 accumulation. Keys and values
 // arrive in bf16, so they are exact operands. The iterate X, the states Hc and Uc, and S o Gam are float32
@@ -30,7 +31,6 @@
 #define CHUNK_WARPS 4
 #define BWD2_WARPS 2
 #define CH 16  /* tokens per chunk: the M of one mma */
-#define RS 33  /* padded row stride of bwd2's per-warp shared matrices */
 #define SS 32  /* row stride of the stored states (32 x 32, zero-padded) */
 
 struct RecurArgs {
@@ -640,93 +640,136 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
 }
 
 // ---- backward pass 2 (backward in time, per sequence) --------------------------------------------------
-// R (adjoint of U), Qd (direct-path adjoint of H) and Psi (lambda path) live in padded per-warp shared
-// memory; lane i updates row i and reads rows or columns. HTs, UTs: the final states (slot nchunk).
+// The adjoints of U (R) and of H (Qd and Psi) run backwards independently of each other, so they are two
+// kernels, each with its states in registers: lane i keeps row i and column i (Psi is symmetric), so every
+// product and update needs only the token's vectors, broadcast through a per-warp buffer with float4 loads.
+
+// acc += M_row . vec for a per-lane 32-vector M and a broadcast vector.
+__device__ __forceinline__ float bdot(const float (&M)[32], const float *vec) {
+    float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 32; j += 4) {
+        float4 x = *reinterpret_cast<const float4 *>(vec + j);
+        a0 = fmaf(M[j], x.x, a0), a1 = fmaf(M[j + 1], x.y, a1);
+        a0 = fmaf(M[j + 2], x.z, a0), a1 = fmaf(M[j + 3], x.w, a1);
+    }
+    return a0 + a1;
+}
+// M_row += s * vec (broadcast).
+__device__ __forceinline__ void baxpy(float (&M)[32], float s, const float *vec) {
+#pragma unroll
+    for (int j = 0; j < 32; j += 4) {
+        float4 x = *reinterpret_cast<const float4 *>(vec + j);
+        M[j] = fmaf(s, x.x, M[j]), M[j + 1] = fmaf(s, x.y, M[j + 1]);
+        M[j + 2] = fmaf(s, x.z, M[j + 2]), M[j + 3] = fmaf(s, x.w, M[j + 3]);
+    }
+}
+
+// Pass 2a, the value-state adjoint R (the simple-GLA part): dv = R^T k, dk^U = R v (to float32 scratch), and
+// dg from its closed form, accumulated as sum_{s>=t} [q~.dq~ - k.dk^U] + <dU_T, U_T>.
 __global__ void __launch_bounds__(BWD2_WARPS * 32)
-    gka_recur_bwd2_kernel(bf16 *dk_out, bf16 *dv_out, float *dg, float *dgk, float *dH0, float *dU0,
-                          const float *ys, const float *hks, const float *ws, const float *ms, const float *qds,
-                          const float *Hs, const float *Us, const bf16 *d_o, const float *dHT, const float *dUT,
-                          const bf16 *q, const bf16 *k, const bf16 *v, const float *g, const float *gk,
-                          const float *alpha, const float *H0, const float *xs, const RecurArgs a) {
-    __shared__ float R[BWD2_WARPS][32 * RS], Qd[BWD2_WARPS][32 * RS], Ps[BWD2_WARPS][32 * RS];
-    __shared__ float vec[BWD2_WARPS][4][32];
+    gka_bwd2_value_kernel(float *dku, bf16 *dv_out, float *dg, float *dU0, const float *qds, const float *Us,
+                          const bf16 *d_o, const float *dUT, const bf16 *q, const bf16 *k, const bf16 *v,
+                          const float *g, const float *alpha, const float *xs, const RecurArgs a) {
+    __shared__ __align__(16) float vec[BWD2_WARPS][4][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int bh = blockIdx.x * BWD2_WARPS + warp;
     if (bh >= a.B * a.H) return;
     const int b = bh / a.H, h = bh % a.H, K = a.K, V = a.V, T = a.T, Hn = a.H;
-    const float *HTs = Hs + ((size_t)bh * (a.nchunk + 1) + a.nchunk) * 32 * SS;
     const float *UTs = Us + ((size_t)bh * (a.nchunk + 1) + a.nchunk) * 32 * SS;
-    float *Rw = R[warp], *Qw = Qd[warp], *Pw = Ps[warp];
-    float *ksh = vec[warp][0], *vsh = vec[warp][1], *dsh = vec[warp][2], *xsh = vec[warp][3];
+    float *kb = vec[warp][0], *vb = vec[warp][1], *db = vec[warp][2], *qb = vec[warp][3];
     const bool kl = lane < K, vl = lane < V;
-    float gsum = 0.0f, gksum = 0.0f;
+    float Rr[32], Rc[32]; /* row `lane` and column `lane` of R (K x V) */
+    float gsum = 0.0f;
+#pragma unroll
     for (int j = 0; j < 32; j++) {
-        float r = (dUT && kl && j < V) ? dUT[((size_t)bh * K + lane) * V + j] : 0.0f;
-        float p = (dHT && kl && j < K) ? dHT[((size_t)bh * K + lane) * K + j] : 0.0f;
-        gsum += r * UTs[lane * SS + j];
-        gksum += p * HTs[lane * SS + j];
-        Rw[lane * RS + j] = r;
-        Qw[lane * RS + j] = p;
-        Pw[lane * RS + j] = 0.0f;
+        Rr[j] = (dUT && kl && j < V) ? dUT[((size_t)bh * K + lane) * V + j] : 0.0f;
+        Rc[j] = (dUT && vl && j < K) ? dUT[((size_t)bh * K + j) * V + lane] : 0.0f;
+        gsum += Rr[j] * UTs[lane * SS + j];
     }
-    gsum = warp_sum(gsum), gksum = warp_sum(gksum);
+    gsum = warp_sum(gsum);
+    for (int t = T - 1; t >= 0; t--) {
+        const size_t tok = ((size_t)b * T + t) * Hn + h;
+        const float qi = ld(q, tok * K + lane, kl), ki = ld(k, tok * K + lane, kl), vi = ld(v, tok * V + lane, vl);
+        const float doi = ld(d_o, tok * V + lane, vl), xi = kl ? xs[tok * K + lane] : 0.0f;
+        const float al = alpha ? alpha[tok] : 1.0f, qt = qi + al * (xi - qi);
+        const float dv = g ? expf(g[tok]) : 1.0f;
+        __syncwarp();
+        kb[lane] = ki, vb[lane] = vi, db[lane] = doi, qb[lane] = qt;
+        __syncwarp();
+        baxpy(Rr, a.scale * qt, db); /* R += s q~ do^T */
+        baxpy(Rc, a.scale * doi, qb);
+        const float ru = bdot(Rr, vb), dvi = bdot(Rc, kb);
+        gsum += qds[tok] - warp_sum(ki * ru);
+        if (kl) dku[tok * K + lane] = ru;
+        if (dv_out && vl) dv_out[tok * V + lane] = __float2bfloat16_rn(dvi);
+        if (dg && lane == 0) dg[tok] = gsum;
+#pragma unroll
+        for (int j = 0; j < 32; j++) Rr[j] *= dv, Rc[j] *= dv;
+    }
+#pragma unroll
+    for (int j = 0; j < 32; j++)
+        if (dU0 && kl && j < V) dU0[((size_t)bh * K + lane) * V + j] = Rr[j];
+}
+
+// Pass 2b, the key-covariance adjoint P = Qd - Lambda/2 (gka_recur_cpu.c): dk = dk^U + (Qd + Qd^T) k - Lambda k,
+// and dgk from its closed form, added to dg when one gate drives both states.
+__global__ void __launch_bounds__(BWD2_WARPS * 32)
+    gka_bwd2_key_kernel(bf16 *dk_out, float *dg, float *dgk, float *dH0, const float *dku, const float *ys,
+                        const float *hks, const float *ws, const float *ms, const float *Hs, const float *dHT,
+                        const bf16 *k, const float *gk, const float *H0, const float *xs, const RecurArgs a) {
+    __shared__ __align__(16) float vec[BWD2_WARPS][3][32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int bh = blockIdx.x * BWD2_WARPS + warp;
+    if (bh >= a.B * a.H) return;
+    const int b = bh / a.H, h = bh % a.H, K = a.K, T = a.T, Hn = a.H;
+    const float *HTs = Hs + ((size_t)bh * (a.nchunk + 1) + a.nchunk) * 32 * SS;
+    float *kb = vec[warp][0], *xb = vec[warp][1], *yb = vec[warp][2];
+    const bool kl = lane < K;
+    float Qr[32], Qc[32], Pr[32]; /* row and column `lane` of Qd; row `lane` of Psi (symmetric) */
+    float gksum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 32; j++) {
+        Qr[j] = (dHT && kl && j < K) ? dHT[((size_t)bh * K + lane) * K + j] : 0.0f;
+        Qc[j] = (dHT && kl && j < K) ? dHT[((size_t)bh * K + j) * K + lane] : 0.0f;
+        Pr[j] = 0.0f;
+        gksum += Qr[j] * HTs[lane * SS + j];
+    }
+    gksum = warp_sum(gksum);
     float om_carry = 0.0f;
     for (int t = T - 1; t >= 0; t--) {
         const size_t tok = ((size_t)b * T + t) * Hn + h;
-        const float qi = ld(q, tok * K + lane, kl), ki = ld(k, tok * K + lane, kl), vj = ld(v, tok * V + lane, vl);
-        const float doj = ld(d_o, tok * V + lane, vl);
+        const float ki = ld(k, tok * K + lane, kl);
         const float xi = kl ? xs[tok * K + lane] : 0.0f, yi = kl ? ys[tok * K + lane] : 0.0f;
         const float hki = kl ? hks[tok * K + lane] : 0.0f;
-        const float al = alpha ? alpha[tok] : 1.0f, qt = qi + al * (xi - qi);
         const float om = ws[tok] + om_carry;
+        const float dk = gk ? expf(gk[tok]) : 1.0f;
         __syncwarp();
-        ksh[lane] = ki, vsh[lane] = vj, dsh[lane] = doj, xsh[lane] = xi;
+        kb[lane] = ki, xb[lane] = xi, yb[lane] = yi;
         __syncwarp();
-        for (int j = 0; j < 32; j++) {
-            Rw[lane * RS + j] = fmaf(a.scale * qt, dsh[j], Rw[lane * RS + j]);
-            Qw[lane * RS + j] = fmaf(-yi, xsh[j], Qw[lane * RS + j]);
-        }
-        __syncwarp();
-        float pk = 0.0f, qk = 0.0f, qtk = 0.0f, ru = 0.0f, dvj = 0.0f;
-        for (int j = 0; j < 32; j++) {
-            const float kj = ksh[j];
-            pk = fmaf(Pw[lane * RS + j], kj, pk);
-            qk = fmaf(Qw[lane * RS + j], kj, qk);
-            qtk = fmaf(Qw[j * RS + lane], kj, qtk);
-            ru = fmaf(Rw[lane * RS + j], vsh[j], ru);
-            dvj = fmaf(Rw[j * RS + lane], kj, dvj);
-        }
+        baxpy(Qr, -yi, xb); /* Qd -= y x^T */
+        baxpy(Qc, -xi, yb);
+        const float pk = bdot(Pr, kb), qk = bdot(Qr, kb), qtk = bdot(Qc, kb);
         const float dkh = qk + qtk - (om * hki + pk);
-        const float kdku = warp_sum(ki * ru), kdkh = warp_sum(ki * dkh);
-        gsum += qds[tok] - kdku;
-        gksum += ms[tok] - 0.5f * kdkh;
-        if (dk_out && kl) dk_out[tok * K + lane] = __float2bfloat16_rn(ru + dkh);
-        if (dv_out && vl) dv_out[tok * V + lane] = __float2bfloat16_rn(dvj);
+        gksum += ms[tok] - 0.5f * warp_sum(ki * dkh);
+        if (dk_out && kl) dk_out[tok * K + lane] = __float2bfloat16_rn(dku[tok * K + lane] + dkh);
         if (lane == 0) {
-            if (dg && dg == dgk) { // one gate for both states: its gradient is the sum
-                dg[tok] = gsum + gksum;
-            } else {
-                if (dg) dg[tok] = gsum;
-                if (dgk) dgk[tok] = gksum;
-            }
+            if (dg && dg == dgk) dg[tok] += gksum; /* one gate for both states: the sum */
+            else if (dgk) dgk[tok] = gksum;
         }
-        const float dk = gk ? expf(gk[tok]) : 1.0f, dv = g ? expf(g[tok]) : 1.0f;
-        __syncwarp();
-        for (int j = 0; j < 32; j++) {
-            Rw[lane * RS + j] *= dv;
-            Qw[lane * RS + j] *= dk;
-            Pw[lane * RS + j] = dk * fmaf(om * ki, ksh[j], Pw[lane * RS + j]);
-        }
+#pragma unroll
+        for (int j = 0; j < 32; j++) Qr[j] *= dk, Qc[j] *= dk;
+        baxpy(Pr, om * ki, kb); /* Psi = e^gk (Psi + om k k^T) */
+#pragma unroll
+        for (int j = 0; j < 32; j++) Pr[j] *= dk;
         om_carry = dk * dk * om;
     }
-    __syncwarp();
-    for (int j = 0; j < 32; j++) {
-        if (dU0 && kl && j < V) dU0[((size_t)bh * K + lane) * V + j] = Rw[lane * RS + j];
+#pragma unroll
+    for (int j = 0; j < 32; j++)
         if (dH0 && kl && j < K) {
             float h0 = H0 ? H0[((size_t)bh * K + lane) * K + j] : 0.0f;
-            dH0[((size_t)bh * K + lane) * K + j] = Qw[lane * RS + j] - 0.5f * (om_carry * h0 + Pw[lane * RS + j]);
+            dH0[((size_t)bh * K + lane) * K + j] = Qr[j] - 0.5f * (om_carry * h0 + Pr[j]);
         }
-    }
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
@@ -783,8 +826,12 @@ extern "C" void gka_recur_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
         (bf16 *)dq, dalpha, ys, hks, ws, ms, qds, (const bf16 *)d_o, (const bf16 *)q, (const bf16 *)k,
         (const bf16 *)v, g, gk, alpha, Hs, Us, x, f, a);
     cudaCheckLast();
-    gka_recur_bwd2_kernel<<<ceil_div((long long)B * H, BWD2_WARPS), BWD2_WARPS * 32, 0, cu->stream>>>(
-        (bf16 *)dk, (bf16 *)dv, dg, dgk, dH0, dU0, ys, hks, ws, ms, qds, Hs, Us, (const bf16 *)d_o, dHT, dUT,
-        (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, gk, alpha, H0, x, a);
+    float *dku = qds + ntok; /* dk^U, float32: pass 2a writes it, pass 2b adds dk^H */
+    gka_bwd2_value_kernel<<<ceil_div((long long)B * H, BWD2_WARPS), BWD2_WARPS * 32, 0, cu->stream>>>(
+        dku, (bf16 *)dv, dg, dU0, qds, Us, (const bf16 *)d_o, dUT, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+        g, alpha, x, a);
+    cudaCheckLast();
+    gka_bwd2_key_kernel<<<ceil_div((long long)B * H, BWD2_WARPS), BWD2_WARPS * 32, 0, cu->stream>>>(
+        (bf16 *)dk, dg, dgk, dH0, dku, ys, hks, ws, ms, Hs, dHT, (const bf16 *)k, gk, H0, x, a);
     cudaCheckLast();
 }

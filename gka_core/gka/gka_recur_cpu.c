@@ -110,7 +110,9 @@ void gka_recur_forward_cpu(float *o, float *HT, float *UT, float *xs, float *fs,
 
 size_t gka_recur_workspace_floats(int B, int T, int H, int K, int V) {
     size_t ntok = (size_t)B * T * H;
-    return ntok * (2 * (size_t)K + 3) + (size_t)B * H * K * (K + V);
+    /* y, H_t k_t, w, m, q~.dq~ per token; then the CPU twin's final states or the CUDA twin's dk^U */
+    size_t tail = (size_t)B * H * K * (K + V), dku = ntok * (size_t)K;
+    return ntok * (2 * (size_t)K + 3) + (tail > dku ? tail : dku);
 }
 
 void gka_recur_backward_cpu(float *dq, float *dk, float *dv, float *dg, float *dgk, float *dalpha, float *dH0,
