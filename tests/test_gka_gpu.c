@@ -86,13 +86,15 @@ static int run_case(int B, int T, int H, int K, int V, GkaInputFlags fl, uint64_
     float *dUT_d = up_f32(in.dUT, nhu);
     void *o_d = dalloc(nv * 2);
     float *HT_d = dalloc(nhh * 4), *UT_d = dalloc(nhu * 4), *x_d = dalloc(nq * 4), *f_d = dalloc(nt * 4);
-    gka_recur_forward_cuda(o_d, HT_d, UT_d, x_d, f_d, q_d, k_d, v_d, g_d, gk_d, al_d, H0_d, U0_d, cfg, B, T, H, K, V,
-                           gpu.cuda);
+    /* odd seeds: the backward recomputes the chunk states; even seeds: it reads the forward's */
+    float *st_d = (seed & 1) ? NULL : dalloc(gka_recur_states_floats(B, T, H) * 4);
+    gka_recur_forward_cuda(o_d, HT_d, UT_d, x_d, f_d, st_d, q_d, k_d, v_d, g_d, gk_d, al_d, H0_d, U0_d, cfg, B, T, H, K,
+                           V, gpu.cuda);
     void *dq_d = dalloc(nq * 2), *dk_d = dalloc(nq * 2), *dv_d = dalloc(nv * 2);
     float *dg_d = dalloc(nt * 4), *dgk_d = dalloc(nt * 4), *da_d = dalloc(nt * 4), *dH0_d = dalloc(nhh * 4);
     float *dU0_d = dalloc(nhu * 4), *work_d = dalloc(gka_recur_workspace_floats(B, T, H, K, V) * 4);
     gka_recur_backward_cuda(dq_d, dk_d, dv_d, dg_d, dgk_d, da_d, dH0_d, dU0_d, work_d, do_d, dHT_d, dUT_d, q_d, k_d, v_d,
-                            g_d, gk_d, al_d, H0_d, U0_d, x_d, f_d, cfg, B, T, H, K, V, gpu.cuda);
+                            g_d, gk_d, al_d, H0_d, U0_d, x_d, f_d, st_d, cfg, B, T, H, K, V, gpu.cuda);
     ctx_sync(&gpu);
 
     int ok = 1;
@@ -122,7 +124,7 @@ static int run_case(int B, int T, int H, int K, int V, GkaInputFlags fl, uint64_
            ok ? "ok" : "FAIL");
 
     void *devs[] = {q_d, k_d, v_d, do_d, g_d, in.gk == in.g ? NULL : gk_d, al_d, H0_d, U0_d, dHT_d, dUT_d, o_d, HT_d,
-                    UT_d, x_d, f_d, dq_d, dk_d, dv_d, dg_d, dgk_d, da_d, dH0_d, dU0_d, work_d};
+                    UT_d, x_d, f_d, dq_d, dk_d, dv_d, dg_d, dgk_d, da_d, dH0_d, dU0_d, work_d, st_d};
     for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++)
         if (devs[i]) dev_free(&gpu, devs[i]);
     float *hs[] = {o, HT, UT, x, f, dq, dk, dv, dg, dgk, da, dH0, dU0, work};

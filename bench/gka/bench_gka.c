@@ -58,15 +58,18 @@ static void bench_shape(Ctx *ctx, int B, int T, int H, int K, int reps, const ch
     GkaOpConfig cfg = {0.02f, 30, 1.0f / sqrtf((float)K), 64, GKA_ALGO_AUTO};
     size_t wb = gka_core_workspace_bytes(cfg, B, T, H, K, V);
     Tensor work = tensor_1d(dev_malloc(ctx, wb), DT_F32, DEV_CUDA, (int64_t)(wb / 4));
+    size_t sb = gka_core_saved_bytes(cfg, B, T, H, K, V, DEV_CUDA);
+    Tensor saved = sb ? tensor_1d(dev_malloc(ctx, sb), DT_F32, DEV_CUDA, (int64_t)(sb / 4)) : TENSOR_NONE;
     double *tf = mallocCheck(sizeof(double) * reps), *tfb = mallocCheck(sizeof(double) * reps);
     for (int r = -3; r < reps; r++) { /* three warm-up runs */
         ctx_sync(ctx);
         double t0 = gk_now();
-        gka_core_forward(o, TENSOR_NONE, TENSOR_NONE, x, f, q, k, v, g, g, al, TENSOR_NONE, TENSOR_NONE, cfg, ctx);
+        gka_core_forward(o, TENSOR_NONE, TENSOR_NONE, x, f, saved, q, k, v, g, g, al, TENSOR_NONE, TENSOR_NONE, cfg,
+                         ctx);
         ctx_sync(ctx);
         double t1 = gk_now();
         gka_core_backward(dq, dk, dv, dg, dg, da, TENSOR_NONE, TENSOR_NONE, work, d_o, TENSOR_NONE, TENSOR_NONE, q, k,
-                          v, g, g, al, TENSOR_NONE, TENSOR_NONE, x, f, cfg, ctx);
+                          v, g, g, al, TENSOR_NONE, TENSOR_NONE, x, f, saved, cfg, ctx);
         ctx_sync(ctx);
         double t2 = gk_now();
         if (r >= 0) tf[r] = 1e3 * (t1 - t0), tfb[r] = 1e3 * (t2 - t0);
@@ -81,8 +84,9 @@ static void bench_shape(Ctx *ctx, int B, int T, int H, int K, int reps, const ch
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dump(dump_dir, B, T, H, K, names[i], ts[i], ctx);
     }
     void *bufs[] = {q.data, k.data, v.data, d_o.data, g.data, al.data, o.data, x.data, f.data, dq.data, dk.data,
-                    dv.data, dg.data, da.data, work.data};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dev_free(ctx, bufs[i]);
+                    dv.data, dg.data, da.data, work.data, saved.data};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) dev_free(ctx, bufs[i]);
     free(tf), free(tfb);
     gka_inputs_free(&in);
 }

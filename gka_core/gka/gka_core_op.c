@@ -62,8 +62,22 @@ static void no_chunked_cuda(const char *op, CoreDims d) {
 }
 #endif
 
-void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor q, Tensor k, Tensor v, Tensor g,
-                      Tensor gk, Tensor alpha, Tensor H0, Tensor U0, GkaOpConfig cfg, Ctx *ctx) {
+static float *saved_ptr(Tensor saved, GkaOpConfig cfg, CoreDims d, Ctx *ctx, const char *op) {
+    if (!tensor_present(saved)) return NULL;
+    size_t need = gka_core_saved_bytes(cfg, d.B, d.T, d.H, d.K, d.V, ctx->device);
+    GK_CHECK(saved.device == ctx->device && saved.dtype == DT_F32 && tensor_bytes(saved) >= need,
+             "%s: `saved` must be float32 of at least %zu bytes on the op's device", op, need);
+    return need ? (float *)saved.data : NULL;
+}
+
+size_t gka_core_saved_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int V, Device dev) {
+    if (dev == DEV_CUDA && gka_core_algo(cfg, K, V) == GKA_ALGO_RECURRENT)
+        return sizeof(float) * gka_recur_states_floats(B, T, H);
+    return 0;
+}
+
+void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor saved, Tensor q, Tensor k, Tensor v,
+                      Tensor g, Tensor gk, Tensor alpha, Tensor H0, Tensor U0, GkaOpConfig cfg, Ctx *ctx) {
     const char *op = "gka_core_forward";
     CoreDims d = check_all(op, ctx, q, v, k, g, gk, alpha, H0, U0, x, f, o, HT, UT);
     GK_CHECK(tensor_present(o) && tensor_present(x) && tensor_present(f), "%s: o, x and f are required", op);
@@ -71,8 +85,8 @@ void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
         if (algo != GKA_ALGO_RECURRENT) no_chunked_cuda(op, d);
-        gka_recur_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0),
-                               cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
+        gka_recur_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), B(q), B(k), B(v),
+                               F(g), F(gk), F(alpha), F(H0), F(U0), cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
 #endif
         return;
     }
@@ -93,7 +107,8 @@ size_t gka_core_workspace_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int
 
 void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, Tensor dalpha, Tensor dH0, Tensor dU0,
                        Tensor work, Tensor d_o, Tensor dHT, Tensor dUT, Tensor q, Tensor k, Tensor v, Tensor g,
-                       Tensor gk, Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f, GkaOpConfig cfg, Ctx *ctx) {
+                       Tensor gk, Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f, Tensor saved,
+                       GkaOpConfig cfg, Ctx *ctx) {
     const char *op = "gka_core_backward";
     CoreDims d = check_all(op, ctx, q, v, k, g, gk, alpha, H0, U0, x, f, d_o, dHT, dUT);
     GK_CHECK(tensor_present(d_o) && tensor_present(x) && tensor_present(f), "%s: d_o, x and f are required", op);
@@ -113,8 +128,8 @@ void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, T
 #ifdef GKA_HAVE_CUDA
         if (algo != GKA_ALGO_RECURRENT) no_chunked_cuda(op, d);
         gka_recur_backward_cuda(B(dq), B(dk), B(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work), B(d_o),
-                                F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x), F(f), cfg,
-                                d.B, d.T, d.H, d.K, d.V, ctx->cuda);
+                                F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x), F(f),
+                                saved_ptr(saved, cfg, d, ctx, op), cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
 #endif
         return;
     }

@@ -140,6 +140,8 @@ void gka_layer_setup(GkaLayer *l, Arena *a, int S, int L, int train) {
     l->alpha = c->use_alpha_connection ? T3(DT_F32, S, L, H) : TENSOR_NONE;
     l->x = T4(DT_F32, S, L, H, K);
     l->f = T3(DT_F32, S, L, H);
+    size_t sb = gka_core_saved_bytes(l->op, S, L, H, K, V, a->device);
+    l->saved = (train && sb) ? arena_tensor(a, DT_F32, 1, (int64_t[]){(int64_t)(sb / sizeof(float))}) : TENSOR_NONE;
     l->o = T4(at, S, L, H, V);
     l->rstd = arena_tensor(a, DT_F32, 1, (int64_t[]){M * H});
     l->z = c->use_gate ? T2(at, M * H, V) : TENSOR_NONE;
@@ -217,8 +219,8 @@ void gka_layer_forward(GkaLayer *l, Tensor out, Tensor inp, Ctx *ctx) {
     if (tensor_present(l->gpre)) matmul_forward(l->gpre, TENSOR_NONE, inp, l->w_gate, l->b_gate, ctx);
     prep_forward(l, ctx);
     Tensor gk = c->use_forgetting_gate_kk ? l->g : TENSOR_NONE;
-    gka_core_forward(l->o, TENSOR_NONE, TENSOR_NONE, l->x, l->f, l->q, l->k, l->v, l->g, gk, l->alpha, TENSOR_NONE,
-                     TENSOR_NONE, l->op, ctx);
+    gka_core_forward(l->o, TENSOR_NONE, TENSOR_NONE, l->x, l->f, l->saved, l->q, l->k, l->v, l->g, gk, l->alpha,
+                     TENSOR_NONE, TENSOR_NONE, l->op, ctx);
     Tensor o_rows = rows_of(l->o, M * H, V);
     if (c->use_gate) matmul_forward(rows_of(l->z, M, (int64_t)H * V), TENSOR_NONE, inp, l->w_g, TENSOR_NONE, ctx);
     rmsnorm_forward(rows_of(l->on, M * H, V), l->rstd, o_rows, l->z, l->w_norm, c->norm_eps, ctx);
@@ -236,7 +238,7 @@ void gka_layer_backward(GkaLayer *l, Tensor dinp, Tensor dout, Tensor inp, int d
     Tensor gk = c->use_forgetting_gate_kk ? l->g : TENSOR_NONE, dgk = c->use_forgetting_gate_kk ? l->dg : TENSOR_NONE;
     gka_core_backward(l->dq, l->dk, l->dv, l->dg, dgk, l->dalpha, TENSOR_NONE, TENSOR_NONE, l->work, l->d_o,
                       TENSOR_NONE, TENSOR_NONE, l->q, l->k, l->v, l->g, gk, l->alpha, TENSOR_NONE, TENSOR_NONE, l->x,
-                      l->f, l->op, ctx);
+                      l->f, l->saved, l->op, ctx);
     prep_backward(l, ctx);
     shortconv_backward(l->dqkv, l->gw_conv, l->dqkv_c, l->qkv, l->w_conv, 1, ACT_SILU, ctx);
     matmul_backward(dinp, l->gw_qkv, TENSOR_NONE, l->dqkv, inp, l->w_qkv, TENSOR_NONE, dinp_accumulate, ctx);

@@ -341,7 +341,7 @@ __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const fl
 __global__ void __launch_bounds__(STATE_WARPS * 32)
     gka_states_kernel(float *Hs, float *Us, float *HT, float *UT, const bf16 *k, const bf16 *v, const float *g,
                       const float *gk, const float *H0, const float *U0, const RecurArgs a) {
-    __shared__ float sh[STATE_WARPS][2][32];
+    __shared__ __align__(16) float sh[STATE_WARPS][2][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int bh = blockIdx.x * STATE_WARPS + warp;
     if (bh >= a.B * a.H) return;
@@ -786,25 +786,30 @@ static RecurArgs recur_args(GkaOpConfig cfg, int B, int T, int H, int K, int V) 
     return a;
 }
 
-// The states at every chunk start and after the last token, in context scratch.
+extern "C" size_t gka_recur_states_floats(int B, int T, int H) {
+    return 2 * (size_t)B * H * ((T + CH - 1) / CH + 1) * 32 * SS;
+}
+
+// The states at every chunk start and after the last token, into `states` (or context scratch).
 static void run_states(const RecurArgs &a, const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
-                       const float *H0, const float *U0, float *HT, float *UT, float **Hs, float **Us, CudaCtx *cu) {
+                       const float *H0, const float *U0, float *HT, float *UT, float *states, float **Hs, float **Us,
+                       CudaCtx *cu) {
     size_t per = (size_t)a.B * a.H * (a.nchunk + 1) * 32 * SS;
-    float *buf = (float *)cuda_scratch(cu, 2 * per * sizeof(float));
+    float *buf = states ? states : (float *)cuda_scratch(cu, 2 * per * sizeof(float));
     *Hs = buf, *Us = buf + per;
     gka_states_kernel<<<ceil_div((long long)a.B * a.H, STATE_WARPS), STATE_WARPS * 32, 0, cu->stream>>>(
         *Hs, *Us, HT, UT, (const bf16 *)k, (const bf16 *)v, g, gk, H0, U0, a);
     cudaCheckLast();
 }
 
-extern "C" void gka_recur_forward_cuda(bf16_t *o, float *HT, float *UT, float *x, float *f, const bf16_t *q,
-                                       const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
-                                       const float *alpha, const float *H0, const float *U0, GkaOpConfig cfg, int B,
-                                       int T, int H, int K, int V, CudaCtx *cu) {
+extern "C" void gka_recur_forward_cuda(bf16_t *o, float *HT, float *UT, float *x, float *f, float *states,
+                                       const bf16_t *q, const bf16_t *k, const bf16_t *v, const float *g,
+                                       const float *gk, const float *alpha, const float *H0, const float *U0,
+                                       GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu) {
     if ((long long)B * H * T == 0) return;
     RecurArgs a = recur_args(cfg, B, T, H, K, V);
     float *Hs, *Us;
-    run_states(a, k, v, g, gk, H0, U0, HT, UT, &Hs, &Us, cu);
+    run_states(a, k, v, g, gk, H0, U0, HT, UT, states, &Hs, &Us, cu);
     gka_chunk_fwd_kernel<<<ceil_div((long long)B * H * a.nchunk, CHUNK_WARPS), CHUNK_WARPS * 32, 0, cu->stream>>>(
         (bf16 *)o, x, f, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, gk, alpha, Hs, Us, a);
     cudaCheckLast();
@@ -814,14 +819,19 @@ extern "C" void gka_recur_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
                                         float *dH0, float *dU0, float *work, const bf16_t *d_o, const float *dHT,
                                         const float *dUT, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                                         const float *g, const float *gk, const float *alpha, const float *H0,
-                                        const float *U0, const float *x, const float *f, GkaOpConfig cfg, int B,
-                                        int T, int H, int K, int V, CudaCtx *cu) {
+                                        const float *U0, const float *x, const float *f, const float *states,
+                                        GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu) {
     if ((long long)B * H * T == 0) return;
     RecurArgs a = recur_args(cfg, B, T, H, K, V);
     size_t ntok = (size_t)B * T * H;
     float *ys = work, *hks = ys + ntok * K, *ws = hks + ntok * K, *ms = ws + ntok, *qds = ms + ntok;
     float *Hs, *Us;
-    run_states(a, k, v, g, gk, H0, U0, NULL, NULL, &Hs, &Us, cu);
+    if (states) { /* the forward's */
+        size_t per = (size_t)a.B * a.H * (a.nchunk + 1) * 32 * SS;
+        Hs = (float *)states, Us = (float *)states + per;
+    } else {
+        run_states(a, k, v, g, gk, H0, U0, NULL, NULL, NULL, &Hs, &Us, cu);
+    }
     gka_chunk_bwd1_kernel<<<ceil_div((long long)B * H * a.nchunk, CHUNK_WARPS), CHUNK_WARPS * 32, 0, cu->stream>>>(
         (bf16 *)dq, dalpha, ys, hks, ws, ms, qds, (const bf16 *)d_o, (const bf16 *)q, (const bf16 *)k,
         (const bf16 *)v, g, gk, alpha, Hs, Us, x, f, a);

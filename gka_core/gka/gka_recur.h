@@ -29,15 +29,19 @@ void gka_recur_backward_cpu(float *dq, float *dk, float *dv, float *dg, float *d
                             GkaOpConfig cfg, int B, int T, int H, int K, int V);
 
 /* CUDA twins (CUDA builds only): q, k, v, o, d_o, dq, dk, dv in bf16; everything else float32, as above.
- * They take K <= 32 and V <= 32 (one warp per sequence and head). */
-void gka_recur_forward_cuda(bf16_t *o, float *HT, float *UT, float *x, float *f, const bf16_t *q, const bf16_t *k,
-                            const bf16_t *v, const float *g, const float *gk, const float *alpha, const float *H0,
-                            const float *U0, GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu);
+ * They take K <= 32 and V <= 32. They add one argument after f: `states`, the H and U states at every chunk
+ * start that the forward computes anyway (gka_recur_states_floats() floats); the forward writes them and the
+ * backward reads them instead of recomputing. NULL: context scratch, recomputed by the backward. */
+size_t gka_recur_states_floats(int B, int T, int H);
+void gka_recur_forward_cuda(bf16_t *o, float *HT, float *UT, float *x, float *f, float *states, const bf16_t *q,
+                            const bf16_t *k, const bf16_t *v, const float *g, const float *gk, const float *alpha,
+                            const float *H0, const float *U0, GkaOpConfig cfg, int B, int T, int H, int K, int V,
+                            CudaCtx *cu);
 void gka_recur_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dg, float *dgk, float *dalpha, float *dH0,
                              float *dU0, float *work, const bf16_t *d_o, const float *dHT, const float *dUT,
                              const bf16_t *q, const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
                              const float *alpha, const float *H0, const float *U0, const float *x, const float *f,
-                             GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu);
+                             const float *states, GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu);
 
 #ifdef __cplusplus
 }

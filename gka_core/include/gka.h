@@ -69,14 +69,18 @@ static inline int gka_gate_cols(const GkaConfig *c) {
  * q, k, x [B, T, H, K]; v, o [B, T, H, V]; g, gk, alpha, f [B, T, H] float32 (absent: TENSOR_NONE; pass the
  * same tensor as g and gk for one gate on both states, and the same tensor as dg and dgk to receive the sum
  * of their gradients); H0, HT [B, H, K, K] and U0, UT [B, H, K, V] float32. CPU: all float32. CUDA: q, k, v,
- * o and their gradients bf16. x and f (float32) are saved by the forward for the backward; `work` is
- * scratch of gka_core_workspace_bytes(). Gradients are written. */
-void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor q, Tensor k, Tensor v, Tensor g,
-                      Tensor gk, Tensor alpha, Tensor H0, Tensor U0, GkaOpConfig cfg, Ctx *ctx);
+ * o and their gradients bf16. x and f (float32) are saved by the forward for the backward, and so is `saved`,
+ * float32 of gka_core_saved_bytes() (0 bytes on the CPU; on CUDA the chunk-start states, which the backward
+ * would otherwise recompute; TENSOR_NONE: recompute); `work` is scratch of gka_core_workspace_bytes().
+ * Gradients are written. */
+void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor saved, Tensor q, Tensor k, Tensor v,
+                      Tensor g, Tensor gk, Tensor alpha, Tensor H0, Tensor U0, GkaOpConfig cfg, Ctx *ctx);
 size_t gka_core_workspace_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int V);
+size_t gka_core_saved_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int V, Device dev);
 void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, Tensor dalpha, Tensor dH0, Tensor dU0,
                        Tensor work, Tensor d_o, Tensor dHT, Tensor dUT, Tensor q, Tensor k, Tensor v, Tensor g,
-                       Tensor gk, Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f, GkaOpConfig cfg, Ctx *ctx);
+                       Tensor gk, Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f, Tensor saved,
+                       GkaOpConfig cfg, Ctx *ctx);
 /* The form AUTO resolves to for these sizes. */
 GkaAlgo gka_core_algo(GkaOpConfig cfg, int K, int V);
 
@@ -93,7 +97,7 @@ typedef struct GkaLayer {
     Tensor w_qkv, w_v, w_conv, w_gate, b_gate, A_log, w_g, w_norm, w_o;                /* compute copies */
     Tensor gw_qkv, gw_v, gw_conv, gw_gate, gb_gate, gA_log, gw_g, gw_norm, gw_o;       /* float32 gradients */
     int S, L;
-    Tensor qkv, qkv_c, vraw, gpre, q, k, v, g, alpha, x, f, o, rstd, z, on;            /* saved activations */
+    Tensor qkv, qkv_c, vraw, gpre, q, k, v, g, alpha, x, f, saved, o, rstd, z, on;     /* saved activations */
     Tensor d_on, d_o, dz, dq, dk, dv, dg, dalpha, work, dqkv_c, dqkv, dvraw, dgpre, prep_work; /* scratch */
 } GkaLayer;
 
