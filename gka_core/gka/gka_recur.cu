@@ -336,46 +336,27 @@ __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const fl
 
 // ---- states -------------------------------------------------------------------------------------------
 // Hs, Us [BH, nchunk + 1, 32, 32] float32 (padded): slot c holds the states before chunk c, slot nchunk the
-// final ones. One warp per (sequence, head), lane i owns row i. The warp walks a chunk at a time: the next
-// chunk's keys, values and decays are loaded into registers while the current chunk, staged in shared memory
-// with one warp barrier, is applied, so the walk is not a chain of global-memory latencies.
-struct StateStage {
-    float k[CH], v[CH], dk[CH], dv[CH];
-};
-
-__device__ __forceinline__ void states_load(StateStage &st, const bf16 *k, const bf16 *v, const float *g,
-                                            const float *gk, const RecurArgs &a, int b, int h, int c) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-        const int t = c * CH + i;
-        const bool ok = t < a.T;
-        const size_t tok = ((size_t)b * a.T + (ok ? t : 0)) * a.H + h;
-        st.k[i] = (ok && lane < a.K) ? b2f(k[tok * a.K + lane]) : 0.0f;
-        st.v[i] = (ok && lane < a.V) ? b2f(v[tok * a.V + lane]) : 0.0f;
-        st.dk[i] = (ok && gk) ? gk[tok] : 0.0f; /* log-decays; exponentiated once staged */
-        st.dv[i] = (ok && g) ? g[tok] : 0.0f;
-    }
-}
-
+// final ones. One warp per (sequence, head), lane i owns row i; the next token's inputs are loaded while
+// the current one is applied, so the walk is not a chain of global-memory latencies.
 __global__ void __launch_bounds__(STATE_WARPS * 32)
     gka_states_kernel(float *Hs, float *Us, float *HT, float *UT, const bf16 *k, const bf16 *v, const float *g,
                       const float *gk, const float *H0, const float *U0, const RecurArgs a) {
-    __shared__ __align__(16) float sh[STATE_WARPS][2][CH][32];
-    __shared__ float sdec[STATE_WARPS][2][CH]; /* per-token decays e^gk, e^g */
+    __shared__ __align__(16) float sh[STATE_WARPS][2][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int bh = blockIdx.x * STATE_WARPS + warp;
     if (bh >= a.B * a.H) return;
-    const int b = bh / a.H, h = bh % a.H, K = a.K, V = a.V;
-    const bool kl = lane < K;
+    const int b = bh / a.H, h = bh % a.H, K = a.K, V = a.V, Hn = a.H;
+    const bool kl = lane < K, vl = lane < V;
+    float *ksh = sh[warp][0], *vsh = sh[warp][1];
     float Hr[32], Ur[32];
 #pragma unroll
     for (int j = 0; j < 32; j++) {
         Hr[j] = (H0 && kl && j < K) ? H0[((size_t)bh * K + lane) * K + j] : 0.0f;
         Ur[j] = (U0 && kl && j < V) ? U0[((size_t)bh * K + lane) * V + j] : 0.0f;
     }
-    StateStage next;
-    if (a.nchunk > 0) states_load(next, k, v, g, gk, a, b, h, 0);
+    size_t tok = (size_t)b * a.T * Hn + h;
+    float ki = ld(k, tok * K + lane, kl && a.T > 0), vj = ld(v, tok * V + lane, vl && a.T > 0);
+    float dk = (gk && a.T > 0) ? expf(gk[tok]) : 1.0f, dv = (g && a.T > 0) ? expf(g[tok]) : 1.0f;
     for (int c = 0; c <= a.nchunk; c++) {
         float *hs = Hs + (((size_t)bh * (a.nchunk + 1) + c) * 32 + lane) * SS;
         float *us = Us + (((size_t)bh * (a.nchunk + 1) + c) * 32 + lane) * SS;
@@ -385,25 +366,21 @@ __global__ void __launch_bounds__(STATE_WARPS * 32)
             *reinterpret_cast<float4 *>(us + j) = make_float4(Ur[j], Ur[j + 1], Ur[j + 2], Ur[j + 3]);
         }
         if (c == a.nchunk) break;
-        __syncwarp();
+        const int t1 = min(a.T, (c + 1) * CH);
+        for (int t = c * CH; t < t1; t++) {
+            __syncwarp();
+            ksh[lane] = ki, vsh[lane] = vj;
+            __syncwarp();
+            const float dkc = dk, dvc = dv, kic = ki;
+            if (t + 1 < a.T) { /* prefetch the next token */
+                size_t nt = ((size_t)b * a.T + t + 1) * Hn + h;
+                ki = ld(k, nt * K + lane, kl), vj = ld(v, nt * V + lane, vl);
+                dk = gk ? expf(gk[nt]) : 1.0f, dv = g ? expf(g[nt]) : 1.0f;
+            }
 #pragma unroll
-        for (int i = 0; i < CH; i++) {
-            sh[warp][0][i][lane] = next.k[i], sh[warp][1][i][lane] = next.v[i];
-            if (lane == i) sdec[warp][0][i] = gk ? expf(next.dk[i]) : 1.0f, sdec[warp][1][i] = g ? expf(next.dv[i]) : 1.0f;
-        }
-        __syncwarp();
-        if (c + 1 < a.nchunk) states_load(next, k, v, g, gk, a, b, h, c + 1);
-        const int n = min(CH, a.T - c * CH);
-        for (int i = 0; i < n; i++) {
-            const float *kv = sh[warp][0][i], *vv = sh[warp][1][i];
-            const float ki = kv[lane], dki = sdec[warp][0][i], dvi = sdec[warp][1][i];
-#pragma unroll
-            for (int j = 0; j < 32; j += 4) {
-                float4 kk = *reinterpret_cast<const float4 *>(kv + j), vx = *reinterpret_cast<const float4 *>(vv + j);
-                Hr[j] = fmaf(dki, Hr[j], ki * kk.x), Hr[j + 1] = fmaf(dki, Hr[j + 1], ki * kk.y);
-                Hr[j + 2] = fmaf(dki, Hr[j + 2], ki * kk.z), Hr[j + 3] = fmaf(dki, Hr[j + 3], ki * kk.w);
-                Ur[j] = fmaf(dvi, Ur[j], ki * vx.x), Ur[j + 1] = fmaf(dvi, Ur[j + 1], ki * vx.y);
-                Ur[j + 2] = fmaf(dvi, Ur[j + 2], ki * vx.z), Ur[j + 3] = fmaf(dvi, Ur[j + 3], ki * vx.w);
+            for (int j = 0; j < 32; j++) {
+                Hr[j] = fmaf(dkc, Hr[j], kic * ksh[j]);
+                Ur[j] = fmaf(dvc, Ur[j], kic * vsh[j]);
             }
         }
     }
@@ -688,56 +665,19 @@ __device__ __forceinline__ void baxpy(float (&M)[32], float s, const float *vec)
     }
 }
 
-// Both passes walk a sequence backwards a chunk at a time: the previous chunk's token vectors are loaded into
-// registers (scalars one per lane: lane i loads token i's) while the current chunk, staged in shared memory
-// behind one warp barrier, is processed.
-__device__ __forceinline__ float lane_vec(const bf16 *p, size_t tok, int D, bool ok) {
-    const int lane = threadIdx.x & 31;
-    return (ok && lane < D) ? b2f(p[tok * D + lane]) : 0.0f;
-}
-__device__ __forceinline__ float lane_vecf(const float *p, size_t tok, int D, bool ok) {
-    const int lane = threadIdx.x & 31;
-    return (ok && lane < D) ? p[tok * D + lane] : 0.0f;
-}
-
 // Pass 2a, the value-state adjoint R (the simple-GLA part): dv = R^T k, dk^U = R v (to float32 scratch), and
 // dg from its closed form, accumulated as sum_{s>=t} [q~.dq~ - k.dk^U] + <dU_T, U_T>.
-struct ValueStage {
-    float k[CH], v[CH], d[CH], q[CH], x[CH];
-    float alpha, g, qd; /* token `lane` of the chunk */
-};
-
-__device__ __forceinline__ void value_load(ValueStage &st, const bf16 *q, const bf16 *k, const bf16 *v,
-                                           const bf16 *d_o, const float *xs, const float *g, const float *alpha,
-                                           const float *qds, const RecurArgs &a, int b, int h, int c) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-        const int t = c * CH + i;
-        const bool ok = t < a.T;
-        const size_t tok = ((size_t)b * a.T + (ok ? t : 0)) * a.H + h;
-        st.k[i] = lane_vec(k, tok, a.K, ok), st.v[i] = lane_vec(v, tok, a.V, ok), st.d[i] = lane_vec(d_o, tok, a.V, ok);
-        st.q[i] = lane_vec(q, tok, a.K, ok), st.x[i] = lane_vecf(xs, tok, a.K, ok);
-    }
-    const int t = c * CH + lane;
-    const bool ok = lane < CH && t < a.T;
-    const size_t tok = ((size_t)b * a.T + (ok ? t : 0)) * a.H + h;
-    st.alpha = (ok && alpha) ? alpha[tok] : 1.0f;
-    st.g = (ok && g) ? g[tok] : 0.0f;
-    st.qd = ok ? qds[tok] : 0.0f;
-}
-
-__global__ void __launch_bounds__(BWD2_WARPS * 32, 5)
+__global__ void __launch_bounds__(BWD2_WARPS * 32)
     gka_bwd2_value_kernel(float *dku, bf16 *dv_out, float *dg, float *dU0, const float *qds, const float *Us,
                           const bf16 *d_o, const float *dUT, const bf16 *q, const bf16 *k, const bf16 *v,
                           const float *g, const float *alpha, const float *xs, const RecurArgs a) {
-    __shared__ __align__(16) float vec[BWD2_WARPS][4][CH][32]; /* k, v, do, q~ of the chunk's tokens */
-    __shared__ float sc[BWD2_WARPS][2][CH];                     /* e^g, q~.dq~ */
+    __shared__ __align__(16) float vec[BWD2_WARPS][4][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int bh = blockIdx.x * BWD2_WARPS + warp;
     if (bh >= a.B * a.H) return;
-    const int b = bh / a.H, h = bh % a.H, K = a.K, V = a.V;
+    const int b = bh / a.H, h = bh % a.H, K = a.K, V = a.V, T = a.T, Hn = a.H;
     const float *UTs = Us + ((size_t)bh * (a.nchunk + 1) + a.nchunk) * 32 * SS;
+    float *kb = vec[warp][0], *vb = vec[warp][1], *db = vec[warp][2], *qb = vec[warp][3];
     const bool kl = lane < K, vl = lane < V;
     float Rr[32], Rc[32]; /* row `lane` and column `lane` of R (K x V) */
     float gsum = 0.0f;
@@ -748,34 +688,24 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32, 5)
         gsum += Rr[j] * UTs[lane * SS + j];
     }
     gsum = warp_sum(gsum);
-    ValueStage next;
-    value_load(next, q, k, v, d_o, xs, g, alpha, qds, a, b, h, a.nchunk - 1);
-    for (int c = a.nchunk - 1; c >= 0; c--) {
+    for (int t = T - 1; t >= 0; t--) {
+        const size_t tok = ((size_t)b * T + t) * Hn + h;
+        const float qi = ld(q, tok * K + lane, kl), ki = ld(k, tok * K + lane, kl), vi = ld(v, tok * V + lane, vl);
+        const float doi = ld(d_o, tok * V + lane, vl), xi = kl ? xs[tok * K + lane] : 0.0f;
+        const float al = alpha ? alpha[tok] : 1.0f, qt = qi + al * (xi - qi);
+        const float dv = g ? expf(g[tok]) : 1.0f;
         __syncwarp();
-#pragma unroll
-        for (int i = 0; i < CH; i++) {
-            const float al = __shfl_sync(0xffffffffu, next.alpha, i);
-            vec[warp][0][i][lane] = next.k[i], vec[warp][1][i][lane] = next.v[i], vec[warp][2][i][lane] = next.d[i];
-            vec[warp][3][i][lane] = next.q[i] + al * (next.x[i] - next.q[i]);
-        }
-        if (lane < CH) sc[warp][0][lane] = g ? expf(next.g) : 1.0f, sc[warp][1][lane] = next.qd;
+        kb[lane] = ki, vb[lane] = vi, db[lane] = doi, qb[lane] = qt;
         __syncwarp();
-        if (c > 0) value_load(next, q, k, v, d_o, xs, g, alpha, qds, a, b, h, c - 1);
-        for (int i = min(CH, a.T - c * CH) - 1; i >= 0; i--) {
-            const float *kb = vec[warp][0][i], *vb = vec[warp][1][i], *db = vec[warp][2][i], *qb = vec[warp][3][i];
-            const float ki = kb[lane], doi = db[lane], qt = qb[lane];
-            baxpy(Rr, a.scale * qt, db); /* R += s q~ do^T */
-            baxpy(Rc, a.scale * doi, qb);
-            const float ru = bdot(Rr, vb), dvi = bdot(Rc, kb);
-            gsum += sc[warp][1][i] - warp_sum(ki * ru);
-            const size_t tok = ((size_t)b * a.T + c * CH + i) * a.H + h;
-            if (kl) dku[tok * K + lane] = ru;
-            if (dv_out && vl) dv_out[tok * V + lane] = __float2bfloat16_rn(dvi);
-            if (dg && lane == 0) dg[tok] = gsum;
-            const float dv = sc[warp][0][i];
+        baxpy(Rr, a.scale * qt, db); /* R += s q~ do^T */
+        baxpy(Rc, a.scale * doi, qb);
+        const float ru = bdot(Rr, vb), dvi = bdot(Rc, kb);
+        gsum += qds[tok] - warp_sum(ki * ru);
+        if (kl) dku[tok * K + lane] = ru;
+        if (dv_out && vl) dv_out[tok * V + lane] = __float2bfloat16_rn(dvi);
+        if (dg && lane == 0) dg[tok] = gsum;
 #pragma unroll
-            for (int j = 0; j < 32; j++) Rr[j] *= dv, Rc[j] *= dv;
-        }
+        for (int j = 0; j < 32; j++) Rr[j] *= dv, Rc[j] *= dv;
     }
 #pragma unroll
     for (int j = 0; j < 32; j++)
@@ -784,42 +714,17 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32, 5)
 
 // Pass 2b, the key-covariance adjoint P = Qd - Lambda/2 (gka_recur_cpu.c): dk = dk^U + (Qd + Qd^T) k - Lambda k,
 // and dgk from its closed form, added to dg when one gate drives both states.
-struct KeyStage {
-    float k[CH], x[CH], y[CH], hk[CH];
-    float gk, w, m; /* token `lane` of the chunk */
-};
-
-__device__ __forceinline__ void key_load(KeyStage &st, const bf16 *k, const float *xs, const float *ys,
-                                         const float *hks, const float *gk, const float *ws, const float *ms,
-                                         const RecurArgs &a, int b, int h, int c) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int i = 0; i < CH; i++) {
-        const int t = c * CH + i;
-        const bool ok = t < a.T;
-        const size_t tok = ((size_t)b * a.T + (ok ? t : 0)) * a.H + h;
-        st.k[i] = lane_vec(k, tok, a.K, ok), st.x[i] = lane_vecf(xs, tok, a.K, ok);
-        st.y[i] = lane_vecf(ys, tok, a.K, ok), st.hk[i] = lane_vecf(hks, tok, a.K, ok);
-    }
-    const int t = c * CH + lane;
-    const bool ok = lane < CH && t < a.T;
-    const size_t tok = ((size_t)b * a.T + (ok ? t : 0)) * a.H + h;
-    st.gk = (ok && gk) ? gk[tok] : 0.0f;
-    st.w = ok ? ws[tok] : 0.0f;
-    st.m = ok ? ms[tok] : 0.0f;
-}
-
 __global__ void __launch_bounds__(BWD2_WARPS * 32)
     gka_bwd2_key_kernel(bf16 *dk_out, float *dg, float *dgk, float *dH0, const float *dku, const float *ys,
                         const float *hks, const float *ws, const float *ms, const float *Hs, const float *dHT,
                         const bf16 *k, const float *gk, const float *H0, const float *xs, const RecurArgs a) {
-    __shared__ __align__(16) float vec[BWD2_WARPS][4][CH][32]; /* k, x, y, H_t k_t */
-    __shared__ float sc[BWD2_WARPS][3][CH];                     /* e^gk, w, m */
+    __shared__ __align__(16) float vec[BWD2_WARPS][3][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int bh = blockIdx.x * BWD2_WARPS + warp;
     if (bh >= a.B * a.H) return;
-    const int b = bh / a.H, h = bh % a.H, K = a.K;
+    const int b = bh / a.H, h = bh % a.H, K = a.K, T = a.T, Hn = a.H;
     const float *HTs = Hs + ((size_t)bh * (a.nchunk + 1) + a.nchunk) * 32 * SS;
+    float *kb = vec[warp][0], *xb = vec[warp][1], *yb = vec[warp][2];
     const bool kl = lane < K;
     float Qr[32], Qc[32], Pr[32]; /* row and column `lane` of Qd; row `lane` of Psi (symmetric) */
     float gksum = 0.0f;
@@ -832,40 +737,32 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
     }
     gksum = warp_sum(gksum);
     float om_carry = 0.0f;
-    KeyStage next;
-    key_load(next, k, xs, ys, hks, gk, ws, ms, a, b, h, a.nchunk - 1);
-    for (int c = a.nchunk - 1; c >= 0; c--) {
+    for (int t = T - 1; t >= 0; t--) {
+        const size_t tok = ((size_t)b * T + t) * Hn + h;
+        const float ki = ld(k, tok * K + lane, kl);
+        const float xi = kl ? xs[tok * K + lane] : 0.0f, yi = kl ? ys[tok * K + lane] : 0.0f;
+        const float hki = kl ? hks[tok * K + lane] : 0.0f;
+        const float om = ws[tok] + om_carry;
+        const float dk = gk ? expf(gk[tok]) : 1.0f;
         __syncwarp();
-#pragma unroll
-        for (int i = 0; i < CH; i++) {
-            vec[warp][0][i][lane] = next.k[i], vec[warp][1][i][lane] = next.x[i];
-            vec[warp][2][i][lane] = next.y[i], vec[warp][3][i][lane] = next.hk[i];
-        }
-        if (lane < CH) sc[warp][0][lane] = gk ? expf(next.gk) : 1.0f, sc[warp][1][lane] = next.w, sc[warp][2][lane] = next.m;
+        kb[lane] = ki, xb[lane] = xi, yb[lane] = yi;
         __syncwarp();
-        if (c > 0) key_load(next, k, xs, ys, hks, gk, ws, ms, a, b, h, c - 1);
-        for (int i = min(CH, a.T - c * CH) - 1; i >= 0; i--) {
-            const float *kb = vec[warp][0][i], *xb = vec[warp][1][i], *yb = vec[warp][2][i];
-            const float ki = kb[lane], xi = xb[lane], yi = yb[lane], hki = vec[warp][3][i][lane];
-            const float om = sc[warp][1][i] + om_carry, dk = sc[warp][0][i];
-            baxpy(Qr, -yi, xb); /* Qd -= y x^T */
-            baxpy(Qc, -xi, yb);
-            const float pk = bdot(Pr, kb), qk = bdot(Qr, kb), qtk = bdot(Qc, kb);
-            const float dkh = qk + qtk - (om * hki + pk);
-            gksum += sc[warp][2][i] - 0.5f * warp_sum(ki * dkh);
-            const size_t tok = ((size_t)b * a.T + c * CH + i) * a.H + h;
-            if (dk_out && kl) dk_out[tok * K + lane] = __float2bfloat16_rn(dku[tok * K + lane] + dkh);
-            if (lane == 0) {
-                if (dg && dg == dgk) dg[tok] += gksum; /* one gate for both states: the sum */
-                else if (dgk) dgk[tok] = gksum;
-            }
-#pragma unroll
-            for (int j = 0; j < 32; j++) Qr[j] *= dk, Qc[j] *= dk;
-            baxpy(Pr, om * ki, kb); /* Psi = e^gk (Psi + om k k^T) */
-#pragma unroll
-            for (int j = 0; j < 32; j++) Pr[j] *= dk;
-            om_carry = dk * dk * om;
+        baxpy(Qr, -yi, xb); /* Qd -= y x^T */
+        baxpy(Qc, -xi, yb);
+        const float pk = bdot(Pr, kb), qk = bdot(Qr, kb), qtk = bdot(Qc, kb);
+        const float dkh = qk + qtk - (om * hki + pk);
+        gksum += ms[tok] - 0.5f * warp_sum(ki * dkh);
+        if (dk_out && kl) dk_out[tok * K + lane] = __float2bfloat16_rn(dku[tok * K + lane] + dkh);
+        if (lane == 0) {
+            if (dg && dg == dgk) dg[tok] += gksum; /* one gate for both states: the sum */
+            else if (dgk) dgk[tok] = gksum;
         }
+#pragma unroll
+        for (int j = 0; j < 32; j++) Qr[j] *= dk, Qc[j] *= dk;
+        baxpy(Pr, om * ki, kb); /* Psi = e^gk (Psi + om k k^T) */
+#pragma unroll
+        for (int j = 0; j < 32; j++) Pr[j] *= dk;
+        om_carry = dk * dk * om;
     }
 #pragma unroll
     for (int j = 0; j < 32; j++)
