@@ -48,7 +48,6 @@ static int64_t last_dim(Tensor t) { return t.shape[t.ndim - 1]; }
 #define F(t) ((float *)(t).data)
 #define B(t) ((bf16_t *)(t).data)
 #define CU(ctx) ((ctx)->device == DEV_CUDA)
-#define NO_CUDA_TWIN(op) gk_die("%s has no CUDA twin in this version; run it with a CPU context", op)
 
 const char *act_name(Act act) {
     static const char *names[] = {"none", "relu", "gelu", "gelu_tanh", "silu", "softplus", "sigmoid"};
@@ -135,10 +134,18 @@ void conv2d_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, int stri
     expect(weight, ROLE_WEIGHT, op, "weight", ctx), expect(bias, ROLE_WEIGHT, op, "bias", ctx);
     conv_dims(out, inp, weight, stride, pad, groups, op);
     numel_is(bias, weight.shape[0], op, "bias");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    conv2d_forward_cpu(F(out), F(inp), F(weight), F(bias), (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
-                       (int)inp.shape[3], (int)weight.shape[0], (int)weight.shape[1], stride, pad, groups, ctx);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        conv2d_forward_cuda(B(out), B(inp), B(weight), B(bias), (int)inp.shape[0], (int)inp.shape[1],
+                            (int)inp.shape[2], (int)inp.shape[3], (int)weight.shape[0], (int)weight.shape[1],
+                            stride, pad, groups, ctx->cuda);
+#endif
+    } else {
+        conv2d_forward_cpu(F(out), F(inp), F(weight), F(bias), (int)inp.shape[0], (int)inp.shape[1],
+                           (int)inp.shape[2], (int)inp.shape[3], (int)weight.shape[0], (int)weight.shape[1],
+                           stride, pad, groups, ctx);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void conv2d_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
@@ -151,11 +158,18 @@ void conv2d_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Ten
     conv_dims(dout, inp, weight, stride, pad, groups, op);
     same_shape(dinp, inp, op, "dinp", "inp"), same_shape(dweight, weight, op, "dweight", "weight");
     numel_is(dbias, weight.shape[0], op, "dbias");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    conv2d_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), (int)inp.shape[0],
-                        (int)inp.shape[1], (int)inp.shape[2], (int)inp.shape[3], (int)weight.shape[0],
-                        (int)weight.shape[1], stride, pad, groups, ctx);
-    ctx_emulate_bf16(dinp, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        conv2d_backward_cuda(B(dinp), F(dweight), F(dbias), B(dout), B(inp), B(weight), (int)inp.shape[0],
+                             (int)inp.shape[1], (int)inp.shape[2], (int)inp.shape[3], (int)weight.shape[0],
+                             (int)weight.shape[1], stride, pad, groups, ctx->cuda);
+#endif
+    } else {
+        conv2d_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), (int)inp.shape[0],
+                            (int)inp.shape[1], (int)inp.shape[2], (int)inp.shape[3], (int)weight.shape[0],
+                            (int)weight.shape[1], stride, pad, groups, ctx);
+        ctx_emulate_bf16(dinp, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -183,10 +197,16 @@ void batchnorm_forward_train(Tensor out, Tensor mean, Tensor rstd, Tensor runnin
     numel_is(mean, C, op, "mean"), numel_is(rstd, C, op, "rstd"), numel_is(weight, C, op, "weight");
     numel_is(bias, C, op, "bias"), numel_is(running_mean, C, op, "running_mean");
     numel_is(running_var, C, op, "running_var");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    batchnorm_forward_train_cpu(F(out), F(mean), F(rstd), F(running_mean), F(running_var), F(inp), F(weight), F(bias),
-                                momentum, eps, act, M, C);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        batchnorm_forward_train_cuda(B(out), F(mean), F(rstd), F(running_mean), F(running_var), B(inp),
+                                     B(weight), B(bias), momentum, eps, act, M, C, ctx->cuda);
+#endif
+    } else {
+        batchnorm_forward_train_cpu(F(out), F(mean), F(rstd), F(running_mean), F(running_var), F(inp),
+                                    F(weight), F(bias), momentum, eps, act, M, C);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void batchnorm_forward_eval(Tensor out, Tensor inp, Tensor weight, Tensor bias, Tensor running_mean,
@@ -202,10 +222,16 @@ void batchnorm_forward_eval(Tensor out, Tensor inp, Tensor weight, Tensor bias, 
     int C = (int)last_dim(inp);
     numel_is(weight, C, op, "weight"), numel_is(bias, C, op, "bias");
     numel_is(running_mean, C, op, "running_mean"), numel_is(running_var, C, op, "running_var");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    batchnorm_forward_eval_cpu(F(out), F(inp), F(weight), F(bias), F(running_mean), F(running_var), eps, act,
-                               tensor_numel(inp) / C, C);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        batchnorm_forward_eval_cuda(B(out), B(inp), B(weight), B(bias), F(running_mean), F(running_var), eps,
+                                    act, tensor_numel(inp) / C, C, ctx->cuda);
+#endif
+    } else {
+        batchnorm_forward_eval_cpu(F(out), F(inp), F(weight), F(bias), F(running_mean), F(running_var), eps,
+                                   act, tensor_numel(inp) / C, C);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void batchnorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
@@ -222,10 +248,16 @@ void batchnorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, 
     bn_act_ok(act, op);
     int C = (int)last_dim(inp);
     numel_is(dweight, C, op, "dweight"), numel_is(dbias, C, op, "dbias");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    batchnorm_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(bias), F(mean), F(rstd), act,
-                           tensor_numel(inp) / C, C);
-    ctx_emulate_bf16(dinp, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        batchnorm_backward_cuda(B(dinp), F(dweight), F(dbias), B(dout), B(inp), B(weight), B(bias), F(mean),
+                                F(rstd), act, tensor_numel(inp) / C, C, ctx->cuda);
+#endif
+    } else {
+        batchnorm_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(bias), F(mean),
+                               F(rstd), act, tensor_numel(inp) / C, C);
+        ctx_emulate_bf16(dinp, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -428,10 +460,16 @@ void window_partition(Tensor out, Tensor inp, int window, Ctx *ctx) {
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
     window_dims(inp, out, window, op);
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    window_partition_cpu(F(out), F(inp), window, (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
-                         (int)inp.shape[3]);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        window_partition_cuda(B(out), B(inp), window, (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
+                              (int)inp.shape[3], ctx->cuda);
+#endif
+    } else {
+        window_partition_cpu(F(out), F(inp), window, (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
+                             (int)inp.shape[3]);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void window_reverse(Tensor out, Tensor inp, int window, Ctx *ctx) {
@@ -439,10 +477,16 @@ void window_reverse(Tensor out, Tensor inp, int window, Ctx *ctx) {
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
     window_dims(out, inp, window, op);
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    window_reverse_cpu(F(out), F(inp), window, (int)out.shape[0], (int)out.shape[1], (int)out.shape[2],
-                       (int)out.shape[3]);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        window_reverse_cuda(B(out), B(inp), window, (int)out.shape[0], (int)out.shape[1], (int)out.shape[2],
+                            (int)out.shape[3], ctx->cuda);
+#endif
+    } else {
+        window_reverse_cpu(F(out), F(inp), window, (int)out.shape[0], (int)out.shape[1], (int)out.shape[2],
+                           (int)out.shape[3]);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -464,10 +508,16 @@ void attention_forward(Tensor out, Tensor att, Tensor qkv, int n_heads, Ctx *ctx
     expect(out, ROLE_ACT, op, "out", ctx), expect(att, ROLE_STAT, op, "att", ctx);
     expect(qkv, ROLE_ACT, op, "qkv", ctx);
     attention_dims(out, att, qkv, n_heads, op);
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    attention_forward_cpu(F(out), F(att), F(qkv), (int)qkv.shape[0], (int)qkv.shape[1], (int)(qkv.shape[2] / 3),
-                          n_heads);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        attention_forward_cuda(B(out), F(att), B(qkv), (int)qkv.shape[0], (int)qkv.shape[1],
+                               (int)(qkv.shape[2] / 3), n_heads, ctx->cuda);
+#endif
+    } else {
+        attention_forward_cpu(F(out), F(att), F(qkv), (int)qkv.shape[0], (int)qkv.shape[1],
+                              (int)(qkv.shape[2] / 3), n_heads);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tensor att, int n_heads, Ctx *ctx) {
@@ -479,10 +529,16 @@ void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tenso
     expect(att, ROLE_STAT, op, "att", ctx);
     attention_dims(dout, att, qkv, n_heads, op);
     same_shape(dqkv, qkv, op, "dqkv", "qkv"), same_shape(datt, att, op, "datt", "att");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    attention_backward_cpu(F(dqkv), F(datt), F(dout), F(qkv), F(att), (int)qkv.shape[0], (int)qkv.shape[1],
-                           (int)(qkv.shape[2] / 3), n_heads);
-    ctx_emulate_bf16(dqkv, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        attention_backward_cuda(B(dqkv), F(datt), B(dout), B(qkv), F(att), (int)qkv.shape[0],
+                                (int)qkv.shape[1], (int)(qkv.shape[2] / 3), n_heads, ctx->cuda);
+#endif
+    } else {
+        attention_backward_cpu(F(dqkv), F(datt), F(dout), F(qkv), F(att), (int)qkv.shape[0],
+                               (int)qkv.shape[1], (int)(qkv.shape[2] / 3), n_heads);
+        ctx_emulate_bf16(dqkv, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -493,9 +549,15 @@ void avgpool_forward(Tensor out, Tensor inp, Ctx *ctx) {
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
     GK_CHECK(inp.ndim == 3, "%s: inp must be [B, L, C]", op);
     numel_is(out, inp.shape[0] * inp.shape[2], op, "out");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    avgpool_forward_cpu(F(out), F(inp), (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2]);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        avgpool_forward_cuda(B(out), B(inp), (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2],
+                             ctx->cuda);
+#endif
+    } else {
+        avgpool_forward_cpu(F(out), F(inp), (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2]);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void avgpool_backward(Tensor dinp, Tensor dout, Ctx *ctx) {
@@ -504,9 +566,15 @@ void avgpool_backward(Tensor dinp, Tensor dout, Ctx *ctx) {
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dout, ROLE_ACT, op, "dout", ctx);
     GK_CHECK(dinp.ndim == 3, "%s: dinp must be [B, L, C]", op);
     numel_is(dout, dinp.shape[0] * dinp.shape[2], op, "dout");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    avgpool_backward_cpu(F(dinp), F(dout), (int)dinp.shape[0], (int)dinp.shape[1], (int)dinp.shape[2]);
-    ctx_emulate_bf16(dinp, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        avgpool_backward_cuda(B(dinp), B(dout), (int)dinp.shape[0], (int)dinp.shape[1], (int)dinp.shape[2],
+                              ctx->cuda);
+#endif
+    } else {
+        avgpool_backward_cpu(F(dinp), F(dout), (int)dinp.shape[0], (int)dinp.shape[1], (int)dinp.shape[2]);
+        ctx_emulate_bf16(dinp, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -521,9 +589,15 @@ void residual_forward(Tensor out, Tensor res, Tensor branch, Tensor gamma, DropP
     int64_t S = res.shape[0];
     numel_is(gamma, C, op, "gamma");
     GK_CHECK(dp.p >= 0.0f && dp.p < 1.0f, "%s: drop-path rate %g outside [0, 1)", op, dp.p);
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    residual_forward_cpu(F(out), F(res), F(branch), F(gamma), dp, S, tensor_numel(res) / S / C, C);
-    ctx_emulate_bf16(out, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        residual_forward_cuda(B(out), B(res), B(branch), B(gamma), dp, S, tensor_numel(res) / S / C, C,
+                              ctx->cuda);
+#endif
+    } else {
+        residual_forward_cpu(F(out), F(res), F(branch), F(gamma), dp, S, tensor_numel(res) / S / C, C);
+        ctx_emulate_bf16(out, ctx);
+    }
 }
 
 void residual_backward(Tensor dbranch, Tensor dgamma, Tensor dout, Tensor branch, Tensor gamma, DropPath dp,
@@ -538,10 +612,16 @@ void residual_backward(Tensor dbranch, Tensor dgamma, Tensor dout, Tensor branch
     int64_t S = branch.shape[0];
     numel_is(gamma, C, op, "gamma"), numel_is(dgamma, C, op, "dgamma");
     GK_CHECK(!tensor_present(dgamma) || tensor_present(gamma), "%s: dgamma without gamma", op);
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    residual_backward_cpu(F(dbranch), F(dgamma), F(dout), F(branch), F(gamma), dp, S, tensor_numel(branch) / S / C,
-                          C);
-    ctx_emulate_bf16(dbranch, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        residual_backward_cuda(B(dbranch), F(dgamma), B(dout), B(branch), B(gamma), dp, S,
+                               tensor_numel(branch) / S / C, C, ctx->cuda);
+#endif
+    } else {
+        residual_backward_cpu(F(dbranch), F(dgamma), F(dout), F(branch), F(gamma), dp, S,
+                              tensor_numel(branch) / S / C, C);
+        ctx_emulate_bf16(dbranch, ctx);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -554,8 +634,15 @@ void softmax_xent_forward(Tensor losses, Tensor probs, Tensor logits, Tensor tar
     GK_CHECK(logits.ndim == 2, "%s: logits must be [B, K]", op);
     same_shape(probs, logits, op, "probs", "logits"), same_shape(targets, logits, op, "targets", "logits");
     numel_is(losses, logits.shape[0], op, "losses");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    softmax_xent_forward_cpu(F(losses), F(probs), F(logits), F(targets), (int)logits.shape[0], (int)logits.shape[1]);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        softmax_xent_forward_cuda(F(losses), F(probs), B(logits), F(targets), (int)logits.shape[0],
+                                  (int)logits.shape[1], ctx->cuda);
+#endif
+    } else {
+        softmax_xent_forward_cpu(F(losses), F(probs), F(logits), F(targets), (int)logits.shape[0],
+                                 (int)logits.shape[1]);
+    }
 }
 
 void softmax_xent_backward(Tensor dlogits, Tensor probs, Tensor targets, float dloss, Ctx *ctx) {
@@ -565,9 +652,16 @@ void softmax_xent_backward(Tensor dlogits, Tensor probs, Tensor targets, float d
     expect(targets, ROLE_STAT, op, "targets", ctx);
     GK_CHECK(probs.ndim == 2, "%s: probs must be [B, K]", op);
     same_shape(dlogits, probs, op, "dlogits", "probs"), same_shape(targets, probs, op, "targets", "probs");
-    if (CU(ctx)) NO_CUDA_TWIN(op);
-    softmax_xent_backward_cpu(F(dlogits), F(probs), F(targets), dloss, (int)probs.shape[0], (int)probs.shape[1]);
-    ctx_emulate_bf16(dlogits, ctx);
+    if (CU(ctx)) {
+#ifdef GKA_HAVE_CUDA
+        softmax_xent_backward_cuda(B(dlogits), F(probs), F(targets), dloss, (int)probs.shape[0],
+                                   (int)probs.shape[1], ctx->cuda);
+#endif
+    } else {
+        softmax_xent_backward_cpu(F(dlogits), F(probs), F(targets), dloss, (int)probs.shape[0],
+                                  (int)probs.shape[1]);
+        ctx_emulate_bf16(dlogits, ctx);
+    }
 }
 
 void smooth_one_hot(float *targets, const int *labels, int B, int K, float smoothing) {

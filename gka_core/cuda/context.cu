@@ -45,11 +45,16 @@ extern "C" void cuda_ctx_close(CudaCtx *cu) {
     cublasCheck(cublasLtDestroy(cu->lt));
     cudaCheck(cudaFree(cu->lt_workspace));
     if (cu->scratch) cudaCheck(cudaFree(cu->scratch));
+    if (cu->conv_workspace) cudaCheck(cudaFree(cu->conv_workspace));
     cudaCheck(cudaStreamDestroy(cu->stream));
     free(cu);
 }
 
 extern "C" void cuda_ctx_sync(CudaCtx *cu) { cudaCheck(cudaStreamSynchronize(cu->stream)); }
+
+extern "C" void *cuda_ctx_stream(CudaCtx *cu) {
+    return (void *)cu->stream;
+}
 
 void *cuda_scratch(CudaCtx *cu, size_t bytes) {
     if (bytes > cu->scratch_bytes) {

@@ -15,6 +15,9 @@ int cuda_count_devices(void);
 int cuda_ctx_open(CudaCtx **out, int index, GkErr *err);
 void cuda_ctx_close(CudaCtx *cu);
 void cuda_ctx_sync(CudaCtx *cu);
+/* The context's cudaStream_t, as a void pointer so that C callers need no CUDA header (benchmarks record
+ * their CUDA events on it). */
+void *cuda_ctx_stream(CudaCtx *cu);
 void *cuda_alloc(size_t bytes);
 void cuda_release(void *p);
 /* Plain copy between any two pointers (unified addressing decides the direction). Synchronous. */

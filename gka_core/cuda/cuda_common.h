@@ -18,6 +18,16 @@
 
 typedef __nv_bfloat16 bf16;
 
+/* conv2d (conv2d.cu): the cuDNN algorithm picked for one convolution shape and direction, cached so that the
+ * heuristic runs once per shape. algo < 0 means that no deterministic cuDNN algorithm ran this shape and the
+ * op's own direct kernels do. */
+#define CONV_ALGO_SLOTS 64
+typedef struct ConvAlgoSlot {
+    int key[12]; /* direction, N, H, W, C, OC, K, stride, pad, groups, pointer alignment, 1 = used */
+    int algo;
+    int math_type;
+} ConvAlgoSlot;
+
 struct CudaCtx {
     int device;
     cudaStream_t stream;
@@ -31,6 +41,13 @@ struct CudaCtx {
     size_t scratch_bytes;
     int sm_count;
     size_t smem_optin; /* largest dynamic shared memory a block may opt in to */
+    /* conv2d's own device workspace (cuDNN workspace, bf16 weight gradient, bias-gradient partials), grown
+     * on first use of a larger shape. Kept apart from `scratch` so that the op never depends on what another
+     * op left live there. */
+    void *conv_workspace;
+    size_t conv_workspace_bytes;
+    ConvAlgoSlot conv_algos[CONV_ALGO_SLOTS];
+    int conv_algo_next; /* slot the next new shape takes (round robin once all are used) */
 };
 
 static inline void cuda_check(cudaError_t e, const char *file, int line) {

@@ -5,12 +5,13 @@
 
 /* p: S, L, C, heads */
 static void setup(OpTest *t, int s) {
-    static const int shapes[][4] = {{1, 1, 4, 1}, {2, 7, 12, 3},    {1, 13, 16, 2},  {3, 5, 6, 6},
-                                    {2, 9, 8, 1}, {2, 196, 320, 8}, {2, 49, 640, 16}};
+    static const int shapes[][4] = {{1, 1, 4, 1},   {2, 7, 12, 3},    {1, 13, 16, 2},
+                                    {3, 5, 6, 6},   {2, 9, 8, 1},     {1, 13, 80, 2},
+                                    {2, 17, 48, 2}, {2, 196, 320, 8}, {2, 49, 640, 16}};
     for (int i = 0; i < 4; i++)
         t->p[i] = shapes[s][i];
     const int *p = t->p;
-    t->gpu_only = s >= 5;
+    t->gpu_only = s >= 7;
     arg_in(t, "qkv", ARG_ACT, 1, 0, 0, 3, p[0], p[1], 3 * p[2]);
     arg_out(t, "out", ARG_ACT, 1, 3, p[0], p[1], p[2]);
     arg_out(t, "att", ARG_STAT, 0, 4, p[0], p[3], p[1], p[1]);
@@ -55,4 +56,4 @@ static void run(const OpTest *t, Tensor *out, Tensor *in, Tensor *dout, Tensor *
 }
 
 const OpCase case_attention = {
-    .name = "attention", .n_shapes = 7, .setup = setup, .forward64 = forward64, .run = run, .has_cuda = 0};
+    .name = "attention", .n_shapes = 9, .setup = setup, .forward64 = forward64, .run = run, .has_cuda = 1};

@@ -3,10 +3,10 @@
 
 /* p: B, L, C */
 static void setup(OpTest *t, int s) {
-    static const int shapes[][3] = {{2, 3, 5}, {1, 1, 1}, {3, 13, 7}, {2, 7, 40}, {2, 49, 640}};
+    static const int shapes[][3] = {{2, 3, 5}, {1, 1, 1}, {3, 13, 7}, {2, 7, 40}, {3, 5, 16}, {2, 49, 640}};
     for (int i = 0; i < 3; i++)
         t->p[i] = shapes[s][i];
-    t->gpu_only = s >= 4;
+    t->gpu_only = s >= 5;
     arg_in(t, "inp", ARG_ACT, 1, 0, 0, 3, t->p[0], t->p[1], t->p[2]);
     arg_out(t, "out", ARG_ACT, 1, 2, t->p[0], t->p[2]);
 }
@@ -29,4 +29,4 @@ static void run(const OpTest *t, Tensor *out, Tensor *in, Tensor *dout, Tensor *
 }
 
 const OpCase case_avgpool = {
-    .name = "avgpool", .n_shapes = 5, .setup = setup, .forward64 = forward64, .run = run, .has_cuda = 0};
+    .name = "avgpool", .n_shapes = 6, .setup = setup, .forward64 = forward64, .run = run, .has_cuda = 1};

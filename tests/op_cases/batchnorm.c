@@ -18,12 +18,16 @@ static const BnShape shapes[] = {
     {32, 17, ACT_GELU_TANH, 1e-5f},
     {3, 1, ACT_RELU, 1e-4f},
     {40, 35, ACT_GELU_TANH, 1e-5f},
-    {2 * 56 * 56, 80, ACT_GELU_TANH, 1e-5f},
-    {2 * 112 * 112, 32, ACT_RELU, 1e-4f},
-    {2 * 7 * 7, 640, ACT_NONE, 1e-5f},
+    {64, 24, ACT_GELU_TANH, 1e-5f},           /* whole 8-channel vectors: the GPU's vector path */
+    {2 * 56 * 56, 80, ACT_GELU_TANH, 1e-5f},  /* GKAVision-T at batch 2: level-0 ConvBlock */
+    {2 * 112 * 112, 32, ACT_RELU, 1e-4f},     /* stem BN 1 */
+    {2 * 56 * 56, 80, ACT_RELU, 1e-4f},       /* stem BN 2 */
+    {2 * 28 * 28, 160, ACT_GELU_TANH, 1e-5f}, /* level-1 ConvBlock */
+    {2 * 28 * 28, 160, ACT_NONE, 1e-5f},      /* level-1 ConvBlock, second BN */
+    {2 * 7 * 7, 640, ACT_NONE, 1e-5f},        /* final norm */
 };
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
-#define FIRST_GPU_ONLY 5
+#define FIRST_GPU_ONLY 6
 #define MOMENTUM 0.1f
 
 static void add_inputs(OpTest *t, const BnShape *b, int grad) {
@@ -115,7 +119,7 @@ const OpCase case_batchnorm = {.name = "batchnorm",
                                .prepare = prepare_train,
                                .forward64 = forward64_train,
                                .run = run_train,
-                               .has_cuda = 0};
+                               .has_cuda = 1};
 
 static void setup_eval(OpTest *t, int s) {
     const BnShape *b = &shapes[s];
@@ -145,4 +149,4 @@ const OpCase case_batchnorm_eval = {.name = "batchnorm_eval",
                                     .setup = setup_eval,
                                     .forward64 = forward64_eval,
                                     .run = run_eval,
-                                    .has_cuda = 0};
+                                    .has_cuda = 1};

@@ -74,4 +74,4 @@ const OpCase case_conv2d = {.name = "conv2d",
                             .setup = setup,
                             .forward64 = forward64,
                             .run = run,
-                            .has_cuda = 0};
+                            .has_cuda = 1};

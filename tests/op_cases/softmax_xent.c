@@ -84,4 +84,4 @@ const OpCase case_softmax_xent = {.name = "softmax_xent",
                                   .prepare = prepare,
                                   .forward64 = forward64,
                                   .run = run,
-                                  .has_cuda = 0};
+                                  .has_cuda = 1};

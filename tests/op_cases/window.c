@@ -3,10 +3,11 @@
 #include "../harness.h"
 
 /* p: B, H, W, C, window */
-static const int shapes[][5] = {{1, 4, 4, 3, 2}, {2, 5, 7, 3, 3},  {1, 3, 3, 2, 4},      {2, 6, 6, 1, 6},
-                                {1, 1, 1, 5, 1}, {1, 13, 7, 2, 7}, {2, 14, 14, 320, 14}, {2, 7, 7, 640, 7}};
+static const int shapes[][5] = {{1, 4, 4, 3, 2},  {2, 5, 7, 3, 3},      {1, 3, 3, 2, 4},
+                                {2, 6, 6, 1, 6},  {1, 1, 1, 5, 1},      {1, 13, 7, 2, 7},
+                                {2, 9, 10, 8, 4}, {2, 14, 14, 320, 14}, {2, 7, 7, 640, 7}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
-#define FIRST_GPU_ONLY 6
+#define FIRST_GPU_ONLY 7
 
 static int n_windows(const int *p) {
     return p[0] * ((p[1] + p[4] - 1) / p[4]) * ((p[2] + p[4] - 1) / p[4]);
@@ -62,7 +63,7 @@ const OpCase case_window_partition = {.name = "window_partition",
                                       .setup = setup_partition,
                                       .forward64 = forward64_partition,
                                       .run = run_partition,
-                                      .has_cuda = 0};
+                                      .has_cuda = 1};
 
 static void setup_reverse(OpTest *t, int s) {
     const int *p = shapes[s];
@@ -87,4 +88,4 @@ const OpCase case_window_reverse = {.name = "window_reverse",
                                     .setup = setup_reverse,
                                     .forward64 = forward64_reverse,
                                     .run = run_reverse,
-                                    .has_cuda = 0};
+                                    .has_cuda = 1};
