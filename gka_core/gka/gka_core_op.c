@@ -71,8 +71,12 @@ static float *saved_ptr(Tensor saved, GkaOpConfig cfg, CoreDims d, Ctx *ctx, con
 }
 
 size_t gka_core_saved_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int V, Device dev) {
+#ifdef GKA_HAVE_CUDA
     if (dev == DEV_CUDA && gka_core_algo(cfg, K, V) == GKA_ALGO_RECURRENT)
         return sizeof(float) * gka_recur_states_floats(B, T, H);
+#else
+    (void)cfg, (void)B, (void)T, (void)H, (void)K, (void)V, (void)dev;
+#endif
     return 0;
 }
 
