@@ -6,5 +6,6 @@
 int cmd_selfcheck(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

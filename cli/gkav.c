@@ -13,7 +13,8 @@ static void usage(FILE *f) {
             "commands:\n"
             "  selfcheck [--gpu]   check every op against float64 and finite differences (CPU), or the CUDA\n"
             "                      twins against the CPU (--gpu)\n"
-            "  devices             list the CUDA devices this build can use\n");
+            "  devices             list the CUDA devices this build can use\n"
+            "  info --model NAME   parameter count, MACs and a per-stage table of a model\n");
 }
 
 int main(int argc, char **argv) {
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "selfcheck")) return cmd_selfcheck(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices")) return cmd_devices(argc - 1, argv + 1);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     fprintf(stderr, "gkav: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

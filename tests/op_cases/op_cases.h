@@ -14,4 +14,5 @@
     X(attention)                                                                                              \
     X(avgpool)                                                                                                \
     X(residual)                                                                                               \
-    X(softmax_xent)
+    X(softmax_xent)                                                                                           \
+    X(selective_scan)

@@ -1,0 +1,156 @@
+/* test_models_gpu: the CUDA model against the CPU model, for gkavision_nano (28 px) and mambavision_t
+ * (224 px) at batch 2. Both get the same bf16-rounded parameters, images and logit gradients; the CPU context
+ * emulates bf16 storage (ctx.emulate_bf16: every activation and activation gradient an op writes is rounded
+ * where the CUDA path stores bf16), so the comparison measures the kernels. One training step (batch
+ * statistics, drop path with the same key on both) forward and backward, then an inference forward:
+ *   logits (training and inference): error ratio rms(cuda - cpu) / rms(cpu) < 1e-2
+ *   every parameter gradient: < 2e-2
+ * The distance to the plain float32 CPU model, and the running statistics after the step, are printed for
+ * information. Exit 77 without a GPU (or in a CPU-only build). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "gka_inputs.h"
+#include "model.h"
+#ifdef GKA_HAVE_CUDA
+#include "cuda/cuda_api.h"
+#endif
+
+#define SKIP_CODE 77
+#define TOL_LOGITS 1e-2
+#define TOL_GRADS 2e-2
+
+typedef struct {
+    float *logits_train, *logits_eval, *grads, *buffers;
+} Result;
+
+/* One training step and one inference forward of model `name` on ctx, from the given host values. */
+static Result run(const ModelConfig *cfg, Ctx *ctx, const float *params, const float *img,
+                  const float *dlogits, int B, int H) {
+    Model m;
+    model_declare(&m, cfg);
+    model_alloc(&m, ctx, 1);
+    float *buf = gi_alloc(m.buffers.total);
+    params_init(&m.buffers, buf, 1); /* running statistics 0 and 1 */
+    model_set_buffers(&m, buf, ctx);
+    free(buf);
+    model_set_params(&m, params, ctx);
+    model_setup(&m, B, H, H);
+    const Device dev = ctx->device;
+    const DType at = dev == DEV_CUDA ? DT_BF16 : DT_F32;
+    const int64_t nl = (int64_t)B * cfg->num_classes;
+    Tensor ti = tensor_4d(NULL, at, dev, B, H, H, cfg->in_chans),
+           tl = tensor_2d(NULL, at, dev, B, cfg->num_classes);
+    Tensor td = tl;
+    ti.data = dev_malloc(ctx, tensor_bytes(ti)), tl.data = dev_malloc(ctx, tensor_bytes(tl));
+    td.data = dev_malloc(ctx, tensor_bytes(td));
+    tensor_copy(ti, tensor_4d((void *)img, DT_F32, DEV_CPU, B, H, H, cfg->in_chans), ctx);
+    tensor_copy(td, tensor_2d((void *)dlogits, DT_F32, DEV_CPU, B, cfg->num_classes), ctx);
+    Result r;
+    r.logits_train = gi_alloc((size_t)nl), r.logits_eval = gi_alloc((size_t)nl);
+    r.grads = gi_alloc(m.params.total), r.buffers = gi_alloc(m.buffers.total);
+    Pass train = {1, 1234, 7}, eval = {0, 0, 0};
+    model_forward(&m, tl, ti, &train, ctx);
+    tensor_copy(tensor_2d(r.logits_train, DT_F32, DEV_CPU, B, cfg->num_classes), tl, ctx);
+    model_backward(&m, TENSOR_NONE, td, ctx);
+    ctx_sync(ctx);
+    model_get_grads(&m, r.grads, ctx);
+    model_get_buffers(&m, r.buffers, ctx);
+    model_forward(&m, tl, ti, &eval, ctx);
+    tensor_copy(tensor_2d(r.logits_eval, DT_F32, DEV_CPU, B, cfg->num_classes), tl, ctx);
+    dev_free(ctx, ti.data), dev_free(ctx, tl.data), dev_free(ctx, td.data);
+    model_free(&m, ctx);
+    return r;
+}
+
+static void result_free(Result *r) {
+    free(r->logits_train), free(r->logits_eval), free(r->grads), free(r->buffers);
+}
+
+/* Worst error ratio over the parameter tensors; prints the failing ones when tol > 0. */
+static double worst_grad(const Model *m, const float *got, const float *ref, double tol, int *fails) {
+    double worst = 0.0;
+    for (int i = 0; i < m->params.n; i++) {
+        const ParamEntry *e = &m->params.e[i];
+        double er = err_ratio_f(got + e->offset, ref + e->offset, e->numel);
+        if (er > worst) worst = er;
+        if (tol > 0 && !(er < tol)) {
+            printf("    gradient of %s: error ratio %.3g\n", e->name, er);
+            (*fails)++;
+        }
+    }
+    return worst;
+}
+
+static int check_model(const char *name, int B, int H, Ctx *gpu) {
+    ModelConfig cfg;
+    GkErr err;
+    if (model_config_load(&cfg, name, &err) != 0) gk_die("%s", err.msg);
+    double t0 = gk_now();
+    Model shape;
+    model_declare(&shape, &cfg);
+    const size_t np = shape.params.total, ni = (size_t)B * H * H * cfg.in_chans,
+                 nl = (size_t)B * cfg.num_classes;
+    float *params = gi_alloc(np), *img = gi_alloc(ni), *dl = gi_alloc(nl);
+    params_init(&shape.params, params, 77);
+    for (int i = 0; i < shape.params.n; i++) { /* norms, biases and layer scales off their constant values */
+        const ParamEntry *e = &shape.params.e[i];
+        if (e->init == INIT_ZERO || e->init == INIT_ONE)
+            for (size_t k = 0; k < e->numel; k++)
+                params[e->offset + k] += 0.1f * (float)gi_normal(78, (uint32_t)i, k);
+    }
+    for (size_t i = 0; i < np; i++)
+        params[i] = bf16_round(params[i]);
+    for (size_t i = 0; i < ni; i++)
+        img[i] = bf16_round((float)gi_normal(79, 0, i));
+    for (size_t i = 0; i < nl; i++)
+        dl[i] = bf16_round((float)gi_normal(80, 0, i) / (float)B);
+    Ctx emu = ctx_cpu(), f32 = ctx_cpu();
+    emu.emulate_bf16 = 1;
+    Result g = run(&cfg, gpu, params, img, dl, B, H);
+    Result c = run(&cfg, &emu, params, img, dl, B, H);
+    Result p = run(&cfg, &f32, params, img, dl, B, H);
+    int fails = 0;
+    double lt = err_ratio_f(g.logits_train, c.logits_train, nl),
+           le = err_ratio_f(g.logits_eval, c.logits_eval, nl);
+    if (!(lt < TOL_LOGITS)) printf("    training logits: error ratio %.3g\n", lt), fails++;
+    if (!(le < TOL_LOGITS)) printf("    inference logits: error ratio %.3g\n", le), fails++;
+    double wg = worst_grad(&shape, g.grads, c.grads, TOL_GRADS, &fails);
+    double wf = worst_grad(&shape, g.grads, p.grads, 0, &fails);
+    double bs = err_ratio_f(g.buffers, c.buffers, shape.buffers.total);
+    printf("  %-15s batch %d at %dx%d, gpu vs bf16-emulating cpu: logits %.2e (train) %.2e (eval), worst "
+           "gradient %.2e  %s\n",
+           name, B, H, H, lt, le, wg, fails ? "FAIL" : "ok");
+    printf(
+        "  %-15s info: vs float32 cpu: logits %.2e, worst gradient %.2e; running statistics %.2e (%.1f s)\n",
+        "", err_ratio_f(g.logits_train, p.logits_train, nl), wf, bs, gk_now() - t0);
+    result_free(&g), result_free(&c), result_free(&p);
+    free(params), free(img), free(dl);
+    model_free(&shape, NULL);
+    ctx_destroy(&emu), ctx_destroy(&f32);
+    return fails;
+}
+
+int main(void) {
+#ifdef GKA_HAVE_CUDA
+    if (cuda_device_count() == 0) {
+        printf("no CUDA device: model GPU tests skipped\n");
+        return SKIP_CODE;
+    }
+    Ctx gpu;
+    GkErr err;
+    if (ctx_cuda_create(&gpu, 0, &err) != 0) gk_die("%s", err.msg);
+    printf("models, CUDA vs CPU:\n");
+    int fails = check_model("gkavision_nano", 2, 28, &gpu) + check_model("mambavision_t", 2, 224, &gpu);
+    printf("test_models_gpu: %s\n", fails ? "FAILED" : "passed");
+    ctx_destroy(&gpu);
+    return fails ? 1 : 0;
+#else
+    (void)check_model;
+    printf("CPU-only build: model GPU tests skipped\n");
+    return SKIP_CODE;
+#endif
+}
