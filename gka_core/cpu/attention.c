@@ -4,7 +4,6 @@
  * head h of each is the column block h*dh .. h*dh + dh - 1, read in place with a row stride of 3C.
  * att [S, NH, L, L] keeps the softmax probabilities P; the backward uses datt (same shape) for dP and then
  * dS. dqkv written. */
-#include <cblas.h>
 #include <math.h>
 
 #include "ops_cpu.h"
@@ -17,7 +16,7 @@ void attention_forward_cpu(float *out, float *att, const float *qkv, int S, int 
         int s = sh / n_heads, h = sh % n_heads;
         const float *q = qkv + (int64_t)s * L * ld + h * dh, *k = q + C, *v = q + 2 * C;
         float *p = att + (int64_t)sh * L * L;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, q, ld, k, ld, 0.0f, p, L);
+        gemm_cpu(0, 1, L, L, dh, scale, q, ld, k, ld, 0.0f, p, L);
         for (int i = 0; i < L; i++) {
             float *row = p + (int64_t)i * L;
             float mx = row[0], sum = 0.0f;
@@ -29,7 +28,7 @@ void attention_forward_cpu(float *out, float *att, const float *qkv, int S, int 
             for (int j = 0; j < L; j++)
                 row[j] *= inv;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, p, L, v, ld, 0.0f,
+        gemm_cpu(0, 0, L, dh, L, 1.0f, p, L, v, ld, 0.0f,
                     out + (int64_t)s * L * C + h * dh, C);
     }
 }
@@ -46,8 +45,8 @@ void attention_backward_cpu(float *dqkv, float *datt, const float *dout, const f
         float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
         const float *p = att + (int64_t)sh * L * L;
         float *dp = datt + (int64_t)sh * L * L;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, L, 1.0f, p, L, dy, C, 0.0f, dv, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, 1.0f, dy, C, v, ld, 0.0f, dp, L);
+        gemm_cpu(1, 0, L, dh, L, 1.0f, p, L, dy, C, 0.0f, dv, ld);
+        gemm_cpu(0, 1, L, L, dh, 1.0f, dy, C, v, ld, 0.0f, dp, L);
         for (int i = 0; i < L; i++) { /* softmax backward, in place: dS = P (dP - rowsum(P dP)) */
             const float *pr = p + (int64_t)i * L;
             float *dr = dp + (int64_t)i * L;
@@ -57,7 +56,7 @@ void attention_backward_cpu(float *dqkv, float *datt, const float *dout, const f
             for (int j = 0; j < L; j++)
                 dr[j] = pr[j] * (dr[j] - dot);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, scale, dp, L, k, ld, 0.0f, dq, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, dh, L, scale, dp, L, q, ld, 0.0f, dk, ld);
+        gemm_cpu(0, 0, L, dh, L, scale, dp, L, k, ld, 0.0f, dq, ld);
+        gemm_cpu(1, 0, L, dh, L, scale, dp, L, q, ld, 0.0f, dk, ld);
     }
 }

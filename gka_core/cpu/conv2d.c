@@ -6,7 +6,6 @@
  * kw, c) is a weight row, and out[N*OH*OW, OC] = col[N*OH*OW, K*K*Cg] weight^T per group, with no
  * transposition of the activations. Several images share one im2col buffer (and one GEMM) up to
  * CONV_CHUNK_BYTES of scratch. dinp written; dweight and dbias accumulated. */
-#include <cblas.h>
 #include <string.h>
 
 #include "ops_cpu.h"
@@ -220,7 +219,7 @@ void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const
         float *y = out + (int64_t)n0 * P * OC;
         for (int g = 0; g < groups; g++) {
             if (!direct) im2col(col, x, cnt, d, g * Cg, Cg);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(cnt * P), OCg, (int)kkc, 1.0f,
+            gemm_cpu(0, 1, (int)(cnt * P), OCg, (int)kkc, 1.0f,
                         direct ? x : col, (int)kkc, weight + (int64_t)g * OCg * kkc, (int)kkc, 0.0f,
                         y + g * OCg, OC);
         }
@@ -264,14 +263,14 @@ void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, const float 
             const float *wg = weight + (int64_t)g * OCg * kkc;
             if (dweight) { /* dW_g += dout_g^T col_g */
                 if (!direct) im2col(col, x, cnt, d, g * Cg, Cg);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OCg, (int)kkc, rows, 1.0f, dy + g * OCg,
+                gemm_cpu(1, 0, OCg, (int)kkc, rows, 1.0f, dy + g * OCg,
                             OC, direct ? x : col, (int)kkc, 1.0f, dweight + (int64_t)g * OCg * kkc, (int)kkc);
             }
             if (dx && direct) { /* dinp = dout W */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, C, OC, 1.0f, dy, OC, wg, C, 0.0f,
+                gemm_cpu(0, 0, rows, C, OC, 1.0f, dy, OC, wg, C, 0.0f,
                             dx, C);
             } else if (dx) { /* dcol_g = dout_g W_g, then scattered back to the pixels it came from */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)kkc, OCg, 1.0f,
+                gemm_cpu(0, 0, rows, (int)kkc, OCg, 1.0f,
                             dy + g * OCg, OC, wg, (int)kkc, 0.0f, col, (int)kkc);
                 col2im(dx, col, cnt, d, g * Cg, Cg);
             }

@@ -14,6 +14,11 @@
 extern "C" {
 #endif
 
+/* C = alpha op(A) op(B) + beta C, row-major (cblas_sgemm's arguments without the layout; trans_* 0 or 1):
+ * OpenBLAS on one thread, large products split by rows of C over the OpenMP threads (gemm.c says why). */
+void gemm_cpu(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+
 /* Scalar activation and its derivative, shared by every CPU op that fuses an activation. */
 float act_apply(Act act, float x);
 float act_grad(Act act, float x); /* d act(x) / dx */
