@@ -15,9 +15,15 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: GKAVision-nano trained on Fashion-MNIST (configs/fashion_mnist.cfg; ~5 minutes on 2 cores),
+# then the exported best weights evaluated on the test split and asked about one test image.
+RUN_DIR ?= runs/fashion_mnist
 run: build
 	@tools/deps.sh run
-	./$(BUILD)/gkav selfcheck
+	rm -rf $(RUN_DIR)
+	./$(BUILD)/gkav train --config configs/fashion_mnist.cfg --output $(RUN_DIR)
+	./$(BUILD)/gkav eval --model gkavision_nano --checkpoint $(RUN_DIR)/model_best.safetensors --data-dir fashion-mnist
+	./$(BUILD)/gkav classify --model gkavision_nano --checkpoint $(RUN_DIR)/model_best.safetensors $(RUN_DIR)/example.png
 
 test: test-cpu test-asan
 

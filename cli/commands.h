@@ -7,5 +7,8 @@ int cmd_selfcheck(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

@@ -241,6 +241,23 @@ static int chain_case(void) {
     return ok;
 }
 
+/* EMA over 3 steps against float64: ema = d ema + (1 - d) p. */
+static int ema_case(void) {
+    const size_t n = 1001;
+    const float d = 0.9998f;
+    float *e = mallocCheck(n * sizeof(float)), *p = mallocCheck(n * sizeof(float));
+    double *r = mallocCheck(n * sizeof(double)), num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) e[i] = (float)sin((double)i), r[i] = e[i];
+    for (int step = 0; step < 3; step++) {
+        for (size_t i = 0; i < n; i++) p[i] = (float)cos((double)(i + 7 * step));
+        ema_update_cpu(e, p, n, d);
+        for (size_t i = 0; i < n; i++) r[i] = (double)d * r[i] + (1.0 - (double)d) * p[i];
+    }
+    for (size_t i = 0; i < n; i++) num = fmax(num, fabs(e[i] - r[i])), den = fmax(den, fabs(r[i]));
+    free(e), free(p), free(r);
+    return report("ema vs float64", num / den, 1e-6);
+}
+
 static int run_cpu(void) {
     OptimHyper adamw = {1e-3f, 0.9f, 0.999f, 1e-8f, 1}, lamb = {5e-3f, 0.9f, 0.999f, 1e-8f, 1};
     int ok = 1;
@@ -250,6 +267,7 @@ static int run_cpu(void) {
     ok &= cpu_case("adamw", adamw_update_cpu, adamw_ref, adamw, 1);
     ok &= cpu_case("lamb", lamb_update_cpu, lamb_ref, lamb, 1);
     ok &= chain_case();
+    ok &= ema_case();
     printf("CPU optimizer tests: %s\n", ok ? "passed" : "FAILED");
     return ok;
 }
@@ -327,6 +345,23 @@ static int norm_case(Ctx *gpu) {
     return ok;
 }
 
+/* EMA: the CUDA twin against the CPU twin, bit for bit (both round each operation to nearest). */
+static int ema_gpu_case(Ctx *gpu) {
+    const size_t n = 100003;
+    float *e = mallocCheck(n * sizeof(float)), *p = mallocCheck(n * sizeof(float)), *got = mallocCheck(n * 4);
+    for (size_t i = 0; i < n; i++) e[i] = (float)sin((double)i), p[i] = (float)cos((double)i);
+    float *de = upload(gpu, e, n * 4), *dp = upload(gpu, p, n * 4);
+    ema_update_cpu(e, p, n, 0.9998f);
+    ema_update_cuda(de, dp, n, 0.9998f, gpu->cuda);
+    ctx_sync(gpu);
+    cuda_copy(got, de, n * 4);
+    int same = memcmp(got, e, n * 4) == 0;
+    printf("  ema cuda vs cpu: %s\n", same ? "identical" : "DIFFERS");
+    dev_free(gpu, de), dev_free(gpu, dp);
+    free(e), free(p), free(got);
+    return same;
+}
+
 static int run_gpu(void) {
     if (cuda_device_count() == 0) {
         printf("no CUDA device: GPU optimizer tests skipped\n");
@@ -351,6 +386,7 @@ static int run_gpu(void) {
     ok &= gpu_case(&gpu, "adamw", adamw_update_cpu, adamw_update_cuda, adamw, 1, many, N_MANY);
     ok &= gpu_case(&gpu, "lamb", lamb_update_cpu, lamb_update_cuda, lamb, 1, many, N_MANY);
     ok &= norm_case(&gpu);
+    ok &= ema_gpu_case(&gpu);
     ctx_destroy(&gpu);
     printf("GPU optimizer tests: %s\n", ok ? "passed" : "FAILED");
     return ok;

@@ -158,3 +158,9 @@ void global_norm_sq_cpu(double *out, const float *grads, size_t n) {
     *out = s;
     free(part);
 }
+
+void ema_update_cpu(float *ema, const float *src, size_t n, float decay) {
+    const float w = 1.0f - decay;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) ema[i] = ema[i] + w * (src[i] - ema[i]);
+}

@@ -242,3 +242,15 @@ extern "C" void global_norm_sq_cuda(double *out, const float *grads, size_t n, C
     global_norm_final_kernel<<<1, GN_THREADS, 0, cu->stream>>>(out, part, blocks);
     cudaCheckLast();
 }
+
+__global__ void ema_kernel(float *ema, const float *src, size_t n, float w) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        ema[i] = __fadd_rn(ema[i], __fmul_rn(w, __fsub_rn(src[i], ema[i])));
+}
+
+extern "C" void ema_update_cuda(float *ema, const float *src, size_t n, float decay, CudaCtx *cu) {
+    if (n == 0) return;
+    size_t blocks = (n + 255) / 256;
+    ema_kernel<<<(unsigned)(blocks < 4096 ? blocks : 4096), 256, 0, cu->stream>>>(ema, src, n, 1.0f - decay);
+    cudaCheckLast();
+}

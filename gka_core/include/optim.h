@@ -73,6 +73,11 @@ void lamb_update_cuda(float *params, float *m, float *v, bf16_t *params_bf16, co
 void global_norm_sq_cpu(double *out, const float *grads, size_t n);
 void global_norm_sq_cuda(double *out, const float *grads, size_t n, CudaCtx *cu);
 
+/* Exponential moving average (timm ModelEmaV2): ema = decay ema + (1 - decay) src, element-wise, over a flat
+ * buffer (the parameters, or the BatchNorm buffers), as ema + (1 - decay) (src - ema) in float32. */
+void ema_update_cpu(float *ema, const float *src, size_t n, float decay);
+void ema_update_cuda(float *ema, const float *src, size_t n, float decay, CudaCtx *cu);
+
 #ifdef __cplusplus
 }
 #endif
