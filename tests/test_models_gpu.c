@@ -23,9 +23,27 @@
 #define TOL_LOGITS 1e-2
 #define TOL_GRADS 2e-2
 
+#define N_STAGES 7 /* stem, levels 0-3, final norm, pooled: where an inference forward goes wrong */
+static const char *const stage_names[N_STAGES] = {"stem", "level 0", "level 1", "level 2", "level 3", "norm",
+                                                  "pooled"};
+
 typedef struct {
-    float *logits_train, *logits_eval, *grads, *buffers;
+    float *logits_train, *logits_eval, *logits_fresh, *grads, *buffers;
+    float *stage[N_STAGES]; /* after the inference forward */
+    size_t stage_n[N_STAGES];
 } Result;
+
+static void keep_stages(Result *r, const Model *m, Ctx *ctx) {
+    Tensor t[N_STAGES] = {m->stem.y4,        m->lv[0].out_map, m->lv[1].out_map, m->lv[2].out_map,
+                          m->lv[3].out_map, m->feat,          m->pooled};
+    for (int i = 0; i < N_STAGES; i++) {
+        r->stage_n[i] = (size_t)tensor_numel(t[i]);
+        r->stage[i] = gi_alloc(r->stage_n[i]);
+        Tensor h = t[i];
+        h.data = r->stage[i], h.dtype = DT_F32, h.device = DEV_CPU;
+        tensor_copy(h, t[i], ctx);
+    }
+}
 
 /* One training step and one inference forward of model `name` on ctx, from the given host values. */
 static Result run(const ModelConfig *cfg, Ctx *ctx, const float *params, const float *img,
@@ -50,9 +68,11 @@ static Result run(const ModelConfig *cfg, Ctx *ctx, const float *params, const f
     tensor_copy(ti, tensor_4d((void *)img, DT_F32, DEV_CPU, B, H, H, cfg->in_chans), ctx);
     tensor_copy(td, tensor_2d((void *)dlogits, DT_F32, DEV_CPU, B, cfg->num_classes), ctx);
     Result r;
-    r.logits_train = gi_alloc((size_t)nl), r.logits_eval = gi_alloc((size_t)nl);
+    r.logits_train = gi_alloc((size_t)nl), r.logits_eval = gi_alloc((size_t)nl), r.logits_fresh = gi_alloc((size_t)nl);
     r.grads = gi_alloc(m.params.total), r.buffers = gi_alloc(m.buffers.total);
     Pass train = {1, 1234, 7}, eval = {0, 0, 0};
+    model_forward(&m, tl, ti, &eval, ctx); /* inference before any training pass */
+    tensor_copy(tensor_2d(r.logits_fresh, DT_F32, DEV_CPU, B, cfg->num_classes), tl, ctx);
     model_forward(&m, tl, ti, &train, ctx);
     tensor_copy(tensor_2d(r.logits_train, DT_F32, DEV_CPU, B, cfg->num_classes), tl, ctx);
     model_backward(&m, TENSOR_NONE, td, ctx);
@@ -61,20 +81,31 @@ static Result run(const ModelConfig *cfg, Ctx *ctx, const float *params, const f
     model_get_buffers(&m, r.buffers, ctx);
     model_forward(&m, tl, ti, &eval, ctx);
     tensor_copy(tensor_2d(r.logits_eval, DT_F32, DEV_CPU, B, cfg->num_classes), tl, ctx);
+    keep_stages(&r, &m, ctx);
     dev_free(ctx, ti.data), dev_free(ctx, tl.data), dev_free(ctx, td.data);
     model_free(&m, ctx);
     return r;
 }
 
 static void result_free(Result *r) {
-    free(r->logits_train), free(r->logits_eval), free(r->grads), free(r->buffers);
+    free(r->logits_train), free(r->logits_eval), free(r->logits_fresh), free(r->grads), free(r->buffers);
+    for (int i = 0; i < N_STAGES; i++) free(r->stage[i]);
 }
 
-/* Worst error ratio over the parameter tensors; prints the failing ones when tol > 0. */
+static double rms(const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return n ? sqrt(s / (double)n) : 0.0;
+}
+
+/* Worst error ratio over the parameter tensors; prints the failing ones when tol > 0. A tensor whose
+ * reference gradient is below 1e-4 of the whole gradient's rms has none in exact arithmetic (a conv bias in
+ * front of a BatchNorm): rounding noise over a zero, skipped. */
 static double worst_grad(const Model *m, const float *got, const float *ref, double tol, int *fails) {
-    double worst = 0.0;
+    double worst = 0.0, all = rms(ref, m->params.total);
     for (int i = 0; i < m->params.n; i++) {
         const ParamEntry *e = &m->params.e[i];
+        if (rms(ref + e->offset, e->numel) < 1e-4 * all) continue;
         double er = err_ratio_f(got + e->offset, ref + e->offset, e->numel);
         if (er > worst) worst = er;
         if (tol > 0 && !(er < tol)) {
@@ -117,7 +148,12 @@ static int check_model(const char *name, int B, int H, Ctx *gpu) {
     double lt = err_ratio_f(g.logits_train, c.logits_train, nl),
            le = err_ratio_f(g.logits_eval, c.logits_eval, nl);
     if (!(lt < TOL_LOGITS)) printf("    training logits: error ratio %.3g\n", lt), fails++;
+    double lf = err_ratio_f(g.logits_fresh, c.logits_fresh, nl);
     if (!(le < TOL_LOGITS)) printf("    inference logits: error ratio %.3g\n", le), fails++;
+    if (!(lf < TOL_LOGITS)) printf("    inference logits before training: error ratio %.3g\n", lf), fails++;
+    if (!(le < TOL_LOGITS) || !(lf < TOL_LOGITS))
+        for (int i = 0; i < N_STAGES; i++)
+            printf("      inference %-8s error ratio %.3g\n", stage_names[i], err_ratio_f(g.stage[i], c.stage[i], g.stage_n[i]));
     double wg = worst_grad(&shape, g.grads, c.grads, TOL_GRADS, &fails);
     double wf = worst_grad(&shape, g.grads, p.grads, 0, &fails);
     double bs = err_ratio_f(g.buffers, c.buffers, shape.buffers.total);
@@ -144,7 +180,9 @@ int main(void) {
     GkErr err;
     if (ctx_cuda_create(&gpu, 0, &err) != 0) gk_die("%s", err.msg);
     printf("models, CUDA vs CPU:\n");
-    int fails = check_model("gkavision_nano", 2, 28, &gpu) + check_model("mambavision_t", 2, 224, &gpu);
+    /* batch 48 at 28 px: 37,632 rows per level-0 map, the size of a real inference batch */
+    int fails = check_model("gkavision_nano", 2, 28, &gpu) + check_model("gkavision_nano", 48, 28, &gpu) +
+                check_model("mambavision_t", 2, 224, &gpu);
     printf("test_models_gpu: %s\n", fails ? "FAILED" : "passed");
     ctx_destroy(&gpu);
     return fails ? 1 : 0;
