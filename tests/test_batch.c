@@ -19,14 +19,7 @@
 #include "cuda/cuda_api.h"
 #endif
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 static void test_beta(void) {
     /* mean a / (a + b); variance a b / ((a + b)^2 (a + b + 1)) */

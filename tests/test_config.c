@@ -12,23 +12,7 @@
 #include "config.h"
 #include "core.h"
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
-
-/* Fails the test unless msg contains want; prints both. */
-#define EXPECT_MSG(msg, want)                                                                                \
-    do {                                                                                                     \
-        if (!strstr((msg), (want))) {                                                                        \
-            printf("FAIL %s:%d: expected '%s' in '%s'\n", __FILE__, __LINE__, (want), (msg));                \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 static char tmpdir[256];
 static char made[128][300]; /* files and folders to remove at the end, in creation order */

@@ -11,14 +11,7 @@
 #include "philox.h"
 #include "tensor.h"
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 static void test_bf16(void) {
     EXPECT(f32_to_bf16(1.0f) == 0x3f80);

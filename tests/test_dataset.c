@@ -25,14 +25,7 @@
 #include "pack.h"
 #include "philox.h"
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 /* An error value whose message contains every given piece (the file's name, what is wrong). */
 #define EXPECT_ERR(rc, err, ...)                                                                             \
     do {                                                                                                     \

@@ -34,14 +34,7 @@
 #include "philox.h"
 #include "transforms.h"
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 static char tmp_root[256];
 /* snprintf into a path buffer; the paths here are short, so running out of room is a broken test */

@@ -37,21 +37,7 @@
 #define GKA_CONFIG_DIR "configs"
 #endif
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
-#define EXPECT_MSG(msg, want)                                                                                \
-    do {                                                                                                     \
-        if (!strstr((msg), (want))) {                                                                        \
-            printf("FAIL %s:%d: expected '%s' in '%s'\n", __FILE__, __LINE__, (want), (msg));                \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 static char tmpdir[256];
 

@@ -24,8 +24,8 @@
 #define TOL_GRADS 2e-2
 
 #define N_STAGES 7 /* stem, levels 0-3, final norm, pooled: where an inference forward goes wrong */
-static const char *const stage_names[N_STAGES] = {"stem", "level 0", "level 1", "level 2", "level 3", "norm",
-                                                  "pooled"};
+static const char *const stage_names[N_STAGES] = {"stem",    "level 0", "level 1", "level 2",
+                                                  "level 3", "norm",    "pooled"};
 
 typedef struct {
     float *logits_train, *logits_eval, *logits_fresh, *grads, *buffers;
@@ -34,7 +34,7 @@ typedef struct {
 } Result;
 
 static void keep_stages(Result *r, const Model *m, Ctx *ctx) {
-    Tensor t[N_STAGES] = {m->stem.y4,        m->lv[0].out_map, m->lv[1].out_map, m->lv[2].out_map,
+    Tensor t[N_STAGES] = {m->stem.y4,       m->lv[0].out_map, m->lv[1].out_map, m->lv[2].out_map,
                           m->lv[3].out_map, m->feat,          m->pooled};
     for (int i = 0; i < N_STAGES; i++) {
         r->stage_n[i] = (size_t)tensor_numel(t[i]);
@@ -68,7 +68,8 @@ static Result run(const ModelConfig *cfg, Ctx *ctx, const float *params, const f
     tensor_copy(ti, tensor_4d((void *)img, DT_F32, DEV_CPU, B, H, H, cfg->in_chans), ctx);
     tensor_copy(td, tensor_2d((void *)dlogits, DT_F32, DEV_CPU, B, cfg->num_classes), ctx);
     Result r;
-    r.logits_train = gi_alloc((size_t)nl), r.logits_eval = gi_alloc((size_t)nl), r.logits_fresh = gi_alloc((size_t)nl);
+    r.logits_train = gi_alloc((size_t)nl), r.logits_eval = gi_alloc((size_t)nl),
+    r.logits_fresh = gi_alloc((size_t)nl);
     r.grads = gi_alloc(m.params.total), r.buffers = gi_alloc(m.buffers.total);
     Pass train = {1, 1234, 7}, eval = {0, 0, 0};
     model_forward(&m, tl, ti, &eval, ctx); /* inference before any training pass */
@@ -89,12 +90,14 @@ static Result run(const ModelConfig *cfg, Ctx *ctx, const float *params, const f
 
 static void result_free(Result *r) {
     free(r->logits_train), free(r->logits_eval), free(r->logits_fresh), free(r->grads), free(r->buffers);
-    for (int i = 0; i < N_STAGES; i++) free(r->stage[i]);
+    for (int i = 0; i < N_STAGES; i++)
+        free(r->stage[i]);
 }
 
 static double rms(const float *x, size_t n) {
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
     return n ? sqrt(s / (double)n) : 0.0;
 }
 
@@ -153,7 +156,8 @@ static int check_model(const char *name, int B, int H, Ctx *gpu) {
     if (!(lf < TOL_LOGITS)) printf("    inference logits before training: error ratio %.3g\n", lf), fails++;
     if (!(le < TOL_LOGITS) || !(lf < TOL_LOGITS))
         for (int i = 0; i < N_STAGES; i++)
-            printf("      inference %-8s error ratio %.3g\n", stage_names[i], err_ratio_f(g.stage[i], c.stage[i], g.stage_n[i]));
+            printf("      inference %-8s error ratio %.3g\n", stage_names[i],
+                   err_ratio_f(g.stage[i], c.stage[i], g.stage_n[i]));
     double wg = worst_grad(&shape, g.grads, c.grads, TOL_GRADS, &fails);
     double wf = worst_grad(&shape, g.grads, p.grads, 0, &fails);
     double bs = err_ratio_f(g.buffers, c.buffers, shape.buffers.total);

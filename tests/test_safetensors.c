@@ -24,14 +24,7 @@
 #define GKA_TEST_DATA_DIR "tests/data"
 #endif
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 static char tmpdir[256];
 

@@ -21,16 +21,7 @@
 
 #include <stb/stb_image_write.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                                       \
-    do {                                                                                                       \
-        if (!(cond)) {                                                                                         \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                        \
-            printf(__VA_ARGS__);                                                                               \
-            printf("\n");                                                                                      \
-            failures++;                                                                                        \
-        }                                                                                                      \
-    } while (0)
+#include "expect.h"
 
 static char root[512];
 
@@ -106,11 +97,12 @@ static int run(const char *out, const char *const *extra, GkErr *err) {
     snprintf(model, sizeof model, "%s/nano2.cfg", root);
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(output, sizeof output, "%s/%s", root, out);
-    const char *base[][2] = {{"model", model},       {"data-dir", data},    {"output", output},
-                             {"device", "cpu"},      {"batch-size", "16"},  {"epochs", "4"},
+    const char *base[][2] = {{"model", model},       {"data-dir", data},       {"output", output},
+                             {"device", "cpu"},      {"batch-size", "16"},     {"epochs", "4"},
                              {"warmup-epochs", "1"}, {"cooldown-epochs", "1"}, {"lr", "3e-3"},
-                             {"workers", "2"},       {"log-interval", "0"}, {"amp", "false"}};
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) config_set(c, "train", base[i][0], base[i][1]);
+                             {"workers", "2"},       {"log-interval", "0"},    {"amp", "false"}};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+        config_set(c, "train", base[i][0], base[i][1]);
     for (int i = 0; extra && extra[i]; i++) {
         char kv[256];
         snprintf(kv, sizeof kv, "%s", extra[i]);
@@ -140,18 +132,18 @@ static void test_schedule(void) {
         {6250, 1e-6 + 0.5 * (5e-4 - 1e-6)},
         {12499, 1e-6 + 12499.0 * (5e-4 - 1e-6) / 12500.0},
         {12500, 5e-6 + 0.5 * (5e-4 - 5e-6) * (1.0 + cos(pi * 12500.0 / 193750.0))}, /* just under the peak */
-        {96875, 5e-6 + 0.5 * (5e-4 - 5e-6)},                                         /* half the cycle */
+        {96875, 5e-6 + 0.5 * (5e-4 - 5e-6)},                                        /* half the cycle */
         {193749, 5e-6 + 0.5 * (5e-4 - 5e-6) * (1.0 + cos(pi * 193749.0 / 193750.0))},
         {193750, 5e-6},
         {200000, 5e-6},
     };
     for (size_t i = 0; i < sizeof pts / sizeof pts[0]; i++) {
         double got = schedule_lr(&s, pts[i].t);
-        CHECK(fabs(got - pts[i].want) <= 1e-15 + 1e-12 * pts[i].want, "lr(%lld) = %.12g, want %.12g",
-              (long long)pts[i].t, got, pts[i].want);
+        EXPECTF(fabs(got - pts[i].want) <= 1e-15 + 1e-12 * pts[i].want, "lr(%lld) = %.12g, want %.12g",
+                (long long)pts[i].t, got, pts[i].want);
     }
-    CHECK(schedule_lr(&s, 12500) < schedule_lr(&s, 12499) + 1e-9 && schedule_lr(&s, 12500) < 5e-4,
-          "the cosine at W is below the peak (warmup_prefix = false)");
+    EXPECTF(schedule_lr(&s, 12500) < schedule_lr(&s, 12499) + 1e-9 && schedule_lr(&s, 12500) < 5e-4,
+            "the cosine at W is below the peak (warmup_prefix = false)");
     printf("schedule: %zu points of spec 8.2\n", sizeof pts / sizeof pts[0]);
 }
 
@@ -165,7 +157,8 @@ static void test_recipe_errors(void) {
     train_config_defaults(&t);
     int rc = config_load(c, path, &err);
     if (rc == 0) rc = train_config_read(&t, c, &err);
-    CHECK(rc != 0 && strstr(err.msg, "bad.cfg") && strstr(err.msg, ":3"), "malformed lr: '%s'", rc ? err.msg : "(accepted)");
+    EXPECTF(rc != 0 && strstr(err.msg, "bad.cfg") && strstr(err.msg, ":3"), "malformed lr: '%s'",
+            rc ? err.msg : "(accepted)");
     config_free(c);
 
     write_text(path, "[train]\nbatchsize = 64\n");
@@ -174,21 +167,21 @@ static void test_recipe_errors(void) {
     rc = config_load(c, path, &err);
     if (rc == 0) rc = train_config_read(&t, c, &err);
     if (rc == 0) rc = config_check_unused(c, &err);
-    CHECK(rc != 0 && strstr(err.msg, "batchsize"), "unknown key: '%s'", rc ? err.msg : "(accepted)");
+    EXPECTF(rc != 0 && strstr(err.msg, "batchsize"), "unknown key: '%s'", rc ? err.msg : "(accepted)");
     config_free(c);
 
     const char *neg[] = {"batch-size=0", NULL};
     rc = run("neg", neg, &err);
-    CHECK(rc != 0 && strstr(err.msg, "batch-size"), "batch-size 0: '%s'", rc ? err.msg : "(accepted)");
+    EXPECTF(rc != 0 && strstr(err.msg, "batch-size"), "batch-size 0: '%s'", rc ? err.msg : "(accepted)");
     printf("recipe errors: %s\n", err.msg);
 }
 
 static void test_learns(void) {
     GkErr err;
-    const char *extra[] = {"epochs=8", "aa=none", "mixup=0", "cutmix=0", "reprob=0", "smoothing=0", "drop-path=0",
-                           "scale-min=0.5", "hflip=0", NULL};
+    const char *extra[] = {"epochs=8",    "aa=none",     "mixup=0",       "cutmix=0", "reprob=0",
+                           "smoothing=0", "drop-path=0", "scale-min=0.5", "hflip=0",  NULL};
     int rc = run("learn", extra, &err);
-    CHECK(rc == 0, "training run: %s", err.msg);
+    EXPECTF(rc == 0, "training run: %s", err.msg);
     if (rc) return;
     EpochRecord rec[16];
     char dir[1024];
@@ -196,9 +189,9 @@ static void test_learns(void) {
     int rows = read_summary(dir, rec, 16, 1000);
     double l0 = rows ? rec[0].train_loss : 0, l1 = rows ? rec[rows - 1].train_loss : 0;
     double top1 = rows ? rec[rows - 1].eval_top1 : 0;
-    CHECK(rows == 9, "summary.csv has %d epoch rows, want 9", rows);
-    CHECK(l1 < 0.6 * l0, "training loss %.4f -> %.4f did not fall by 40%%", l0, l1);
-    CHECK(top1 >= 90.0, "held-out top-1 %.2f%% < 90%%", top1);
+    EXPECTF(rows == 9, "summary.csv has %d epoch rows, want 9", rows);
+    EXPECTF(l1 < 0.6 * l0, "training loss %.4f -> %.4f did not fall by 40%%", l0, l1);
+    EXPECTF(top1 >= 90.0, "held-out top-1 %.2f%% < 90%%", top1);
     printf("learns: train loss %.4f -> %.4f, held-out top-1 %.2f%%\n", l0, l1, top1);
 }
 
@@ -229,7 +222,8 @@ static void unload(Loaded *L, Ctx *ctx) {
 
 static size_t count_diff(const float *a, const float *b, size_t n) {
     size_t d = 0;
-    for (size_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    for (size_t i = 0; i < n; i++)
+        d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
     return d;
 }
 
@@ -247,22 +241,26 @@ static char *slurp(const char *rel) {
 
 static void test_resume(void) {
     GkErr err;
-    const char *full[] = {"epochs=2", "cooldown-epochs=0", "model-ema=true", "model-ema-decay=0.9", "reprob=0.5", NULL};
-    CHECK(run("full", full, &err) == 0, "uninterrupted run: %s", err.msg);
+    const char *full[] = {
+        "epochs=2", "cooldown-epochs=0", "model-ema=true", "model-ema-decay=0.9", "reprob=0.5", NULL};
+    EXPECTF(run("full", full, &err) == 0, "uninterrupted run: %s", err.msg);
     /* 6 steps per epoch (96 / 16): stop after step 8, in the middle of epoch 2 */
-    const char *part[] = {"epochs=2", "cooldown-epochs=0", "model-ema=true", "model-ema-decay=0.9", "reprob=0.5",
-                          "max-steps=8", NULL};
-    CHECK(run("split", part, &err) == 0, "first half: %s", err.msg);
+    const char *part[] = {
+        "epochs=2", "cooldown-epochs=0", "model-ema=true", "model-ema-decay=0.9", "reprob=0.5", "max-steps=8",
+        NULL};
+    EXPECTF(run("split", part, &err) == 0, "first half: %s", err.msg);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/split", root);
-    const char *rest[] = {"epochs=2", "cooldown-epochs=0", "model-ema=true", "model-ema-decay=0.9", "reprob=0.5", NULL};
+    const char *rest[] = {
+        "epochs=2", "cooldown-epochs=0", "model-ema=true", "model-ema-decay=0.9", "reprob=0.5", NULL};
     char resume[1100];
     snprintf(resume, sizeof resume, "resume=%s", dir);
     const char *rest2[8];
     int n = 0;
-    for (; rest[n]; n++) rest2[n] = rest[n];
+    for (; rest[n]; n++)
+        rest2[n] = rest[n];
     rest2[n++] = resume, rest2[n] = NULL;
-    CHECK(run("split", rest2, &err) == 0, "resumed half: %s", err.msg);
+    EXPECTF(run("split", rest2, &err) == 0, "resumed half: %s", err.msg);
 
     Ctx ctx = ctx_cpu();
     Loaded a, b;
@@ -270,19 +268,24 @@ static void test_resume(void) {
     snprintf(pa, sizeof pa, "%s/full", root);
     snprintf(pb, sizeof pb, "%s/split", root);
     if (load(&a, pa, &ctx, &err) != 0 || load(&b, pb, &ctx, &err) != 0) {
-        CHECK(0, "loading the final checkpoints: %s", err.msg);
+        EXPECTF(0, "loading the final checkpoints: %s", err.msg);
         return;
     }
     size_t P = a.m.params.total, NB = a.m.buffers.total;
-    CHECK(a.st.step == 12 && b.st.step == 12, "steps %lld and %lld, want 12", (long long)a.st.step, (long long)b.st.step);
-    size_t dp = count_diff(a.m.master, b.m.master, P), dm = count_diff(a.am, b.am, P), dv = count_diff(a.av, b.av, P);
-    size_t de = count_diff(a.ep, b.ep, P), db = count_diff(a.m.buf, b.m.buf, NB), deb = count_diff(a.eb, b.eb, NB);
-    CHECK(dp + dm + dv + de + db + deb == 0,
-          "resumed != uninterrupted: params %zu, adam m %zu, v %zu, ema %zu, buffers %zu, ema buffers %zu differ", dp,
-          dm, dv, de, db, deb);
+    EXPECTF(a.st.step == 12 && b.st.step == 12, "steps %lld and %lld, want 12", (long long)a.st.step,
+            (long long)b.st.step);
+    size_t dp = count_diff(a.m.master, b.m.master, P), dm = count_diff(a.am, b.am, P),
+           dv = count_diff(a.av, b.av, P);
+    size_t de = count_diff(a.ep, b.ep, P), db = count_diff(a.m.buf, b.m.buf, NB),
+           deb = count_diff(a.eb, b.eb, NB);
+    EXPECTF(dp + dm + dv + de + db + deb == 0,
+            "resumed != uninterrupted: params %zu, adam m %zu, v %zu, ema %zu, buffers %zu, ema buffers %zu "
+            "differ",
+            dp, dm, dv, de, db, deb);
     printf("resume: %zu parameters, %zu buffer values, moments and EMA identical after 8 + 4 steps\n", P, NB);
     char *sa = slurp("full/summary.csv"), *sb = slurp("split/summary.csv");
-    CHECK(sa && sb && !strcmp(sa, sb), "summary.csv differs:\n%s---\n%s", sa ? sa : "(none)", sb ? sb : "(none)");
+    EXPECTF(sa && sb && !strcmp(sa, sb), "summary.csv differs:\n%s---\n%s", sa ? sa : "(none)",
+            sb ? sb : "(none)");
     free(sa), free(sb);
     unload(&a, &ctx), unload(&b, &ctx);
 
@@ -291,7 +294,7 @@ static void test_resume(void) {
     snprintf(ck, sizeof ck, "%s/split/last.safetensors", root);
     snprintf(cut, sizeof cut, "%s/cut.safetensors", root);
     FILE *in = fopen(ck, "rb"), *out = fopen(cut, "wb");
-    CHECK(in && out, "cannot copy %s", ck);
+    EXPECTF(in && out, "cannot copy %s", ck);
     if (in && out) {
         fseek(in, 0, SEEK_END);
         long len = ftell(in);
@@ -305,7 +308,8 @@ static void test_resume(void) {
     if (out) fclose(out);
     Loaded c;
     int rc = load(&c, cut, &ctx, &err);
-    CHECK(rc != 0 && strstr(err.msg, "cut.safetensors"), "truncated checkpoint: '%s'", rc ? err.msg : "(loaded)");
+    EXPECTF(rc != 0 && strstr(err.msg, "cut.safetensors"), "truncated checkpoint: '%s'",
+            rc ? err.msg : "(loaded)");
     printf("truncated checkpoint: %s\n", err.msg);
     unload(&c, &ctx);
     /* a `latest` naming a file that is not there */
@@ -313,7 +317,8 @@ static void test_resume(void) {
     snprintf(latest, sizeof latest, "%s/split/latest", root);
     write_text(latest, "gone.safetensors\n");
     rc = load(&c, pb, &ctx, &err);
-    CHECK(rc != 0 && strstr(err.msg, "gone.safetensors"), "dangling latest: '%s'", rc ? err.msg : "(loaded)");
+    EXPECTF(rc != 0 && strstr(err.msg, "gone.safetensors"), "dangling latest: '%s'",
+            rc ? err.msg : "(loaded)");
     printf("dangling latest: %s\n", err.msg);
     unload(&c, &ctx);
 }

@@ -18,14 +18,7 @@
 #include "resample.h"
 #include "transforms.h"
 
-static int failures = 0;
-#define EXPECT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+#include "expect.h"
 
 typedef struct ResampleCase {
     const char *label;
