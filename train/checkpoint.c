@@ -14,12 +14,16 @@
 
 static float *to_host(const float *src, size_t n, Device dev, Ctx *ctx) {
     float *h = mallocCheck((n ? n : 1) * sizeof(float));
-    if (n) tensor_copy(tensor_1d(h, DT_F32, DEV_CPU, (int64_t)n), tensor_1d((void *)src, DT_F32, dev, (int64_t)n), ctx);
+    if (n)
+        tensor_copy(tensor_1d(h, DT_F32, DEV_CPU, (int64_t)n),
+                    tensor_1d((void *)src, DT_F32, dev, (int64_t)n), ctx);
     return h;
 }
 
 static void from_host(float *dst, const float *h, size_t n, Device dev, Ctx *ctx) {
-    if (n) tensor_copy(tensor_1d(dst, DT_F32, dev, (int64_t)n), tensor_1d((void *)h, DT_F32, DEV_CPU, (int64_t)n), ctx);
+    if (n)
+        tensor_copy(tensor_1d(dst, DT_F32, dev, (int64_t)n),
+                    tensor_1d((void *)h, DT_F32, DEV_CPU, (int64_t)n), ctx);
 }
 
 /* The recipe as text, for the metadata: written to a temporary file by config_write, read back. */
@@ -46,17 +50,17 @@ static int write_latest(const char *dir, const char *name, const TrainState *st,
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *fp = fopen(tmp, "w");
     if (!fp) return gk_fail(err, "%s: %s", tmp, strerror(errno));
-    fprintf(fp, "%s.safetensors step %lld epoch %lld batch %lld\n", name, (long long)st->step, (long long)st->epoch,
-            (long long)st->batch);
+    fprintf(fp, "%s.safetensors step %lld epoch %lld batch %lld\n", name, (long long)st->step,
+            (long long)st->epoch, (long long)st->batch);
     int ok = fflush(fp) == 0 && fsync(fileno(fp)) == 0;
     ok &= fclose(fp) == 0;
     if (!ok || rename(tmp, path) != 0) return gk_fail(err, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }
 
-int checkpoint_save(const char *dir, const char *name, const Model *m, const float *adam_m, const float *adam_v,
-                    const float *ema_p, const float *ema_b, const TrainState *st, const Config *recipe, Ctx *ctx,
-                    GkErr *err) {
+int checkpoint_save(const char *dir, const char *name, const Model *m, const float *adam_m,
+                    const float *adam_v, const float *ema_p, const float *ema_b, const TrainState *st,
+                    const Config *recipe, Ctx *ctx, GkErr *err) {
     const size_t P = m->params.total, NB = m->buffers.total;
     char *rtext = recipe_text(recipe, dir, err);
     if (!rtext) return -1;
@@ -64,7 +68,8 @@ int checkpoint_save(const char *dir, const char *name, const Model *m, const flo
     model_get_params(m, hp, ctx);
     model_get_buffers(m, hb, ctx);
     float *hm = to_host(adam_m, P, m->dev, ctx), *hv = to_host(adam_v, P, m->dev, ctx);
-    float *he = ema_p ? to_host(ema_p, P, m->dev, ctx) : NULL, *heb = ema_b ? to_host(ema_b, NB, m->dev, ctx) : NULL;
+    float *he = ema_p ? to_host(ema_p, P, m->dev, ctx) : NULL,
+          *heb = ema_b ? to_host(ema_b, NB, m->dev, ctx) : NULL;
     StWriter *w = st_writer_new();
     int64_t sp = (int64_t)P, sb = (int64_t)NB, sn = m->n_bn;
     st_writer_add(w, "model.params", ST_F32, 1, &sp, hp);
@@ -72,7 +77,9 @@ int checkpoint_save(const char *dir, const char *name, const Model *m, const flo
     st_writer_add(w, "model.num_batches_tracked", ST_I64, 1, &sn, m->nbt);
     st_writer_add(w, "optim.adam_m", ST_F32, 1, &sp, hm);
     st_writer_add(w, "optim.adam_v", ST_F32, 1, &sp, hv);
-    if (he) st_writer_add(w, "ema.params", ST_F32, 1, &sp, he), st_writer_add(w, "ema.buffers", ST_F32, 1, &sb, heb);
+    if (he)
+        st_writer_add(w, "ema.params", ST_F32, 1, &sp, he),
+            st_writer_add(w, "ema.buffers", ST_F32, 1, &sb, heb);
     char num[7][64];
     snprintf(num[0], 64, "%lld", (long long)st->step);
     snprintf(num[1], 64, "%lld", (long long)st->epoch);
@@ -106,12 +113,14 @@ static int meta_i64(const StFile *f, const char *key, int64_t *out, GkErr *err) 
     if (!v) return gk_fail(err, "%s: not a GKAVision checkpoint (no '%s' in its metadata)", f->path, key);
     errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v) return gk_fail(err, "%s: metadata '%s' = '%s' is not an integer", f->path, key, v);
+    if (errno || *end || end == v)
+        return gk_fail(err, "%s: metadata '%s' = '%s' is not an integer", f->path, key, v);
     *out = x;
     return 0;
 }
 
-static int read_flat(const StFile *f, const char *name, float *dst, size_t n, Device dev, Ctx *ctx, GkErr *err) {
+static int read_flat(const StFile *f, const char *name, float *dst, size_t n, Device dev, Ctx *ctx,
+                     GkErr *err) {
     float *h = mallocCheck((n ? n : 1) * sizeof(float));
     int64_t shape = (int64_t)n;
     int rc = st_read_f32(f, name, h, 1, &shape, err);
@@ -120,15 +129,17 @@ static int read_flat(const StFile *f, const char *name, float *dst, size_t n, De
     return rc;
 }
 
-int checkpoint_load(const char *path_or_dir, Model *m, float *adam_m, float *adam_v, float *ema_p, float *ema_b,
-                    TrainState *st, Ctx *ctx, GkErr *err) {
+int checkpoint_load(const char *path_or_dir, Model *m, float *adam_m, float *adam_v, float *ema_p,
+                    float *ema_b, TrainState *st, Ctx *ctx, GkErr *err) {
     char path[2048];
     struct stat sb;
     if (stat(path_or_dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         char latest[2048], name[1024] = "";
         snprintf(latest, sizeof latest, "%s/latest", path_or_dir);
         FILE *fp = fopen(latest, "r");
-        if (!fp) return gk_fail(err, "%s: no complete checkpoint in this run folder (no 'latest' file)", path_or_dir);
+        if (!fp)
+            return gk_fail(err, "%s: no complete checkpoint in this run folder (no 'latest' file)",
+                           path_or_dir);
         int got = fscanf(fp, "%1023s", name);
         fclose(fp);
         if (got != 1) return gk_fail(err, "%s: malformed (expected a checkpoint file name)", latest);
@@ -143,19 +154,20 @@ int checkpoint_load(const char *path_or_dir, Model *m, float *adam_m, float *ada
     int64_t pc, step, epoch, batch;
     const size_t P = m->params.total, NB = m->buffers.total;
     if (!fmt || strcmp(fmt, CKPT_FORMAT)) {
-        gk_fail(err, "%s: not a GKAVision training checkpoint (format '%s', expected '%s')", path, fmt ? fmt : "none",
-                CKPT_FORMAT);
+        gk_fail(err, "%s: not a GKAVision training checkpoint (format '%s', expected '%s')", path,
+                fmt ? fmt : "none", CKPT_FORMAT);
         goto out;
     }
     if (!model || strcmp(model, m->cfg.name)) {
         gk_fail(err, "%s: a checkpoint of model '%s', not '%s'", path, model ? model : "?", m->cfg.name);
         goto out;
     }
-    if (meta_i64(&f, "param_count", &pc, err) || meta_i64(&f, "step", &step, err) || meta_i64(&f, "epoch", &epoch, err) ||
-        meta_i64(&f, "batch", &batch, err))
+    if (meta_i64(&f, "param_count", &pc, err) || meta_i64(&f, "step", &step, err) ||
+        meta_i64(&f, "epoch", &epoch, err) || meta_i64(&f, "batch", &batch, err))
         goto out;
     if ((size_t)pc != P) {
-        gk_fail(err, "%s: %lld parameters, model %s has %zu (another configuration)", path, (long long)pc, m->cfg.name, P);
+        gk_fail(err, "%s: %lld parameters, model %s has %zu (another configuration)", path, (long long)pc,
+                m->cfg.name, P);
         goto out;
     }
     const StTensor *nbt = st_find(&f, "model.num_batches_tracked");
@@ -170,7 +182,8 @@ int checkpoint_load(const char *path_or_dir, Model *m, float *adam_m, float *ada
     }
     float *hp = mallocCheck((P ? P : 1) * sizeof(float)), *hb = mallocCheck((NB ? NB : 1) * sizeof(float));
     int64_t sp = (int64_t)P, sbn = (int64_t)NB;
-    int ok = st_read_f32(&f, "model.params", hp, 1, &sp, err) == 0 && st_read_f32(&f, "model.buffers", hb, 1, &sbn, err) == 0 &&
+    int ok = st_read_f32(&f, "model.params", hp, 1, &sp, err) == 0 &&
+             st_read_f32(&f, "model.buffers", hb, 1, &sbn, err) == 0 &&
              read_flat(&f, "optim.adam_m", adam_m, P, m->dev, ctx, err) == 0 &&
              read_flat(&f, "optim.adam_v", adam_v, P, m->dev, ctx, err) == 0;
     if (ok && ema_p)

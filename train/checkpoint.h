@@ -1,7 +1,7 @@
 /* checkpoint.h: training checkpoints (everything a run needs to continue exactly) and the exported weights.
  *
- * A checkpoint is one safetensors file, DIR/NAME.safetensors, written to a temporary file, fsynced and renamed
- * (safetensors.h), then recorded in DIR/latest (also written atomically): the completion marker that
+ * A checkpoint is one safetensors file, DIR/NAME.safetensors, written to a temporary file, fsynced and
+ * renamed (safetensors.h), then recorded in DIR/latest (also written atomically): the completion marker that
  * `--resume DIR` follows, so a run killed during a write resumes from the previous complete checkpoint. It
  * holds the flat buffers in this project's layout (model.params, model.buffers, model.num_batches_tracked,
  * optim.adam_m, optim.adam_v, ema.params, ema.buffers) and, in __metadata__, the format, the model, the step,
@@ -32,15 +32,15 @@ typedef struct TrainState {
 
 /* Writes DIR/NAME.safetensors and then DIR/latest. m, v, ema_p, ema_b are on the model's device (ema_* may be
  * NULL). */
-int checkpoint_save(const char *dir, const char *name, const Model *m, const float *adam_m, const float *adam_v,
-                    const float *ema_p, const float *ema_b, const TrainState *st, const Config *recipe, Ctx *ctx,
-                    GkErr *err);
+int checkpoint_save(const char *dir, const char *name, const Model *m, const float *adam_m,
+                    const float *adam_v, const float *ema_p, const float *ema_b, const TrainState *st,
+                    const Config *recipe, Ctx *ctx, GkErr *err);
 /* Reads a checkpoint file, or the newest complete one of a run folder (its `latest`), into the model and the
  * optimizer buffers; refuses a file made for another model, naming what differs. */
-int checkpoint_load(const char *path_or_dir, Model *m, float *adam_m, float *adam_v, float *ema_p, float *ema_b,
-                    TrainState *st, Ctx *ctx, GkErr *err);
-/* Only the model's weights (or, with ema, its EMA weights) from a training checkpoint: 0 loaded, 1 the file is
- * not a training checkpoint (so it may be an exported weights file), -1 error (message in err). */
+int checkpoint_load(const char *path_or_dir, Model *m, float *adam_m, float *adam_v, float *ema_p,
+                    float *ema_b, TrainState *st, Ctx *ctx, GkErr *err);
+/* Only the model's weights (or, with ema, its EMA weights) from a training checkpoint: 0 loaded, 1 the file
+ * is not a training checkpoint (so it may be an exported weights file), -1 error (message in err). */
 int checkpoint_load_weights(const char *path, Model *m, int ema, Ctx *ctx, GkErr *err);
 /* DIR/model_best.safetensors: the weights (the EMA weights when ema_p is given) with PyTorch's names. */
 int export_best(const char *dir, Model *m, const float *ema_p, const float *ema_b, Ctx *ctx, GkErr *err);

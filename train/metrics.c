@@ -34,14 +34,14 @@ static int write_csv(const char *dir, const EpochRecord *r, int n, GkErr *err) {
     if (!fp) return gk_fail(err, "%s: cannot write: %s", tmp, strerror(errno));
     fprintf(fp, "epoch,train_loss,eval_loss,eval_top1,eval_top5,lr\n");
     for (int i = 0; i < n; i++)
-        fprintf(fp, "%d,%.6f,%.6f,%.4f,%.4f,%.6g\n", r[i].epoch, r[i].train_loss, r[i].eval_loss, r[i].eval_top1,
-                r[i].eval_top5, r[i].lr);
+        fprintf(fp, "%d,%.6f,%.6f,%.4f,%.4f,%.6g\n", r[i].epoch, r[i].train_loss, r[i].eval_loss,
+                r[i].eval_top1, r[i].eval_top5, r[i].lr);
     return finish(fp, tmp, path, err);
 }
 
 /* One polyline of values v[n] (ignoring non-finite ones) scaled to [lo, hi] into the plot box. */
-static void polyline(FILE *fp, const double *v, int n, double lo, double hi, const char *color, int x0, int y0,
-                     int w, int h) {
+static void polyline(FILE *fp, const double *v, int n, double lo, double hi, const char *color, int x0,
+                     int y0, int w, int h) {
     fprintf(fp, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
     for (int i = 0; i < n; i++) {
         if (!isfinite(v[i])) continue;
@@ -67,17 +67,24 @@ static int write_svg(const char *dir, const EpochRecord *r, int n, GkErr *err) {
     }
     if (!(lo <= hi)) lo = 0.0, hi = 1.0;
     const int W = 720, H = 300, x0 = 60, y0 = 30, w = 280, h = 220, x1 = 420;
-    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
-                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    fprintf(fp,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+            "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            W, H);
     for (int p = 0; p < 2; p++) {
         int bx = p ? x1 : x0;
-        fprintf(fp, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", bx, y0, w, h);
+        fprintf(fp, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n",
+                bx, y0, w, h);
         fprintf(fp, "<text x=\"%d\" y=\"%d\">%s</text>\n", bx, y0 - 10,
                 p ? "eval top-1 (%) per epoch" : "loss per epoch (blue: train, orange: eval)");
-        fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>\n", bx - 4, y0 + 10, p ? 100.0 : hi);
-        fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>\n", bx - 4, y0 + h, p ? 0.0 : lo);
-        fprintf(fp, "<text x=\"%d\" y=\"%d\">epoch 1</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n",
-                bx, y0 + h + 16, bx + w, y0 + h + 16, n);
+        fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>\n", bx - 4, y0 + 10,
+                p ? 100.0 : hi);
+        fprintf(fp, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>\n", bx - 4, y0 + h,
+                p ? 0.0 : lo);
+        fprintf(
+            fp,
+            "<text x=\"%d\" y=\"%d\">epoch 1</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n",
+            bx, y0 + h + 16, bx + w, y0 + h + 16, n);
     }
     polyline(fp, tl, n, lo, hi, "#1f77b4", x0, y0, w, h);
     polyline(fp, el, n, lo, hi, "#ff7f0e", x0, y0, w, h);

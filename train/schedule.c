@@ -13,12 +13,14 @@ void train_config_defaults(TrainConfig *t) {
     snprintf(t->aa, sizeof t->aa, "rand-m9-mstd0.5-inc1");
     snprintf(t->device, sizeof t->device, "auto");
     t->batch_size = 256, t->epochs = 310, t->warmup_epochs = 20, t->cooldown_epochs = 10, t->workers = 0;
-    t->img_size = 0, t->log_interval = 50, t->model_ema = 0, t->checkpoint_interval = 0, t->nonfinite_limit = 5;
+    t->img_size = 0, t->log_interval = 50, t->model_ema = 0, t->checkpoint_interval = 0,
+    t->nonfinite_limit = 5;
     t->amp = 1;
     t->lr = 5e-4, t->min_lr = 5e-6, t->warmup_lr = 1e-6, t->weight_decay = 0.05, t->smoothing = 0.1;
     t->mixup = 0.8, t->cutmix = 1.0, t->mixup_prob = 1.0, t->mixup_switch_prob = 0.5, t->reprob = 0.25;
     t->drop_path = -1.0; /* the model's own rate */
-    t->clip_grad = 5.0, t->model_ema_decay = 0.9998, t->crop_pct = 0.875, t->scale_min = 0.08, t->scale_max = 1.0;
+    t->clip_grad = 5.0, t->model_ema_decay = 0.9998, t->crop_pct = 0.875, t->scale_min = 0.08,
+    t->scale_max = 1.0;
     t->hflip = 0.5;
     t->mean[0] = 0.485, t->mean[1] = 0.456, t->mean[2] = 0.406;
     t->std[0] = 0.229, t->std[1] = 0.224, t->std[2] = 0.225;
@@ -42,10 +44,14 @@ int train_config_read(TrainConfig *t, const Config *c, GkErr *err) {
     struct {
         const char *key;
         int *dst;
-    } ints[] = {{"batch-size", &t->batch_size},         {"epochs", &t->epochs},
-                {"warmup-epochs", &t->warmup_epochs},   {"cooldown-epochs", &t->cooldown_epochs},
-                {"workers", &t->workers},               {"img-size", &t->img_size},
-                {"log-interval", &t->log_interval},     {"checkpoint-interval", &t->checkpoint_interval},
+    } ints[] = {{"batch-size", &t->batch_size},
+                {"epochs", &t->epochs},
+                {"warmup-epochs", &t->warmup_epochs},
+                {"cooldown-epochs", &t->cooldown_epochs},
+                {"workers", &t->workers},
+                {"img-size", &t->img_size},
+                {"log-interval", &t->log_interval},
+                {"checkpoint-interval", &t->checkpoint_interval},
                 {"nonfinite-limit", &t->nonfinite_limit}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         long v;
@@ -61,7 +67,8 @@ int train_config_read(TrainConfig *t, const Config *c, GkErr *err) {
     struct {
         const char *key;
         int64_t *dst;
-    } longs[] = {{"max-steps", &t->max_steps}, {"limit-train", &t->limit_train}, {"limit-eval", &t->limit_eval}};
+    } longs[] = {
+        {"max-steps", &t->max_steps}, {"limit-train", &t->limit_train}, {"limit-eval", &t->limit_eval}};
     for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {
         long v;
         if (config_get_int(c, "train", longs[i].key, (long)*longs[i].dst, &v, err) != 0) return -1;
@@ -106,7 +113,8 @@ int train_config_read(TrainConfig *t, const Config *c, GkErr *err) {
 }
 
 double schedule_lr(const Schedule *s, int64_t t) {
-    if (t < s->warmup_steps) return s->warmup_lr + (double)t * (s->lr - s->warmup_lr) / (double)s->warmup_steps;
+    if (t < s->warmup_steps)
+        return s->warmup_lr + (double)t * (s->lr - s->warmup_lr) / (double)s->warmup_steps;
     if (t < s->cycle_steps)
         return s->min_lr + 0.5 * (s->lr - s->min_lr) * (1.0 + cos(M_PI * (double)t / (double)s->cycle_steps));
     return s->min_lr;

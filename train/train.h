@@ -33,8 +33,8 @@ typedef struct TrainConfig {
     char device[16];          /* --device: auto | cpu | cuda */
     int batch_size, epochs, warmup_epochs, cooldown_epochs, workers, img_size, log_interval;
     int model_ema, checkpoint_interval, nonfinite_limit, amp;
-    int64_t max_steps;                    /* --max-steps: stop after this many optimizer steps (0: none) */
-    int64_t limit_train, limit_eval;      /* use only the first N samples (0: all): short demos, tests */
+    int64_t max_steps;               /* --max-steps: stop after this many optimizer steps (0: none) */
+    int64_t limit_train, limit_eval; /* use only the first N samples (0: all): short demos, tests */
     double lr, min_lr, warmup_lr, weight_decay, smoothing, mixup, cutmix, mixup_prob, mixup_switch_prob;
     double reprob, drop_path, clip_grad, model_ema_decay, crop_pct, scale_min, scale_max, hflip;
     double mean[3], std[3];

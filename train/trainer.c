@@ -1,8 +1,8 @@
-/* trainer.c: the training loop (spec gkavision.md 8, DESIGN "One training step"). Per step: the loader's batch
- * (decoded, augmented, mixed, pinned, copied) -> normalise + random erasing (+ cast to bf16 on CUDA) ->
+/* trainer.c: the training loop (spec gkavision.md 8, DESIGN "One training step"). Per step: the loader's
+ * batch (decoded, augmented, mixed, pinned, copied) -> normalise + random erasing (+ cast to bf16 on CUDA) ->
  * forward -> soft-target cross-entropy -> backward -> global-norm clip -> AdamW/LAMB (which also refreshes
- * the bf16 weight copy) -> EMA -> log. Per epoch: evaluation, summary.csv, plot.svg, checkpoint. The same code
- * drives the CPU and the CUDA backend; only where a buffer lives differs. */
+ * the bf16 weight copy) -> EMA -> log. Per epoch: evaluation, summary.csv, plot.svg, checkpoint. The same
+ * code drives the CPU and the CUDA backend; only where a buffer lives differs. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -35,7 +35,8 @@ static int write_run_extras(const char *dir, const DataSplits *ds, GkErr *err) {
     snprintf(path, sizeof path, "%s/classes.txt", dir);
     FILE *fp = fopen(path, "w");
     if (!fp) return gk_fail(err, "%s: %s", path, strerror(errno));
-    for (int k = 0; k < ds->train.num_classes; k++) fprintf(fp, "%s\n", ds->train.class_names[k]);
+    for (int k = 0; k < ds->train.num_classes; k++)
+        fprintf(fp, "%s\n", ds->train.class_names[k]);
     if (fclose(fp) != 0) return gk_fail(err, "%s: write failed", path);
     Sample s = SAMPLE_INIT;
     if (ds->val.count > 0 && dataset_get(&ds->val, 0, &s, err) == 0 && !s.encoded) {
@@ -56,7 +57,8 @@ static OptimRange *param_ranges(const ParamTable *pt, double wd, int lamb, int *
     int n = 0;
     for (int i = 0; i < pt->n; i++) {
         float w = pt->e[i].kind == PARAM_WEIGHT ? (float)wd : 0.0f;
-        if (n && !(lamb && w != 0.0f) && r[n - 1].weight_decay == w && r[n - 1].offset + r[n - 1].count == pt->e[i].offset)
+        if (n && !(lamb && w != 0.0f) && r[n - 1].weight_decay == w &&
+            r[n - 1].offset + r[n - 1].count == pt->e[i].offset)
             r[n - 1].count += pt->e[i].numel;
         else
             r[n++] = (OptimRange){pt->e[i].offset, pt->e[i].numel, w};
@@ -71,10 +73,12 @@ static int make_dir(const char *path, GkErr *err) {
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return gk_fail(err, "%s: cannot create: %s", buf, strerror(errno));
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return gk_fail(err, "%s: cannot create: %s", buf, strerror(errno));
             *p = '/';
         }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return gk_fail(err, "%s: cannot create: %s", buf, strerror(errno));
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return gk_fail(err, "%s: cannot create: %s", buf, strerror(errno));
     return 0;
 }
 
@@ -99,8 +103,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     DataSplits ds;
     if (data_splits_open(&ds, t->data_dir, t->limit_train, t->limit_eval, err) != 0) return -1;
     if (ds.train.num_classes != mc.num_classes) {
-        gk_fail(err, "%s: %d classes, but model %s has num_classes = %d", t->data_dir, ds.train.num_classes, mc.name,
-                mc.num_classes);
+        gk_fail(err, "%s: %d classes, but model %s has num_classes = %d", t->data_dir, ds.train.num_classes,
+                mc.name, mc.num_classes);
         data_splits_close(&ds);
         return -1;
     }
@@ -108,8 +112,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     char path[2 * TRAIN_STR];
     snprintf(path, sizeof path, "%s/latest", t->output);
     if (!t->resume[0] && access(path, F_OK) == 0) { /* never mix two runs' logs and checkpoints */
-        gk_fail(err, "%s holds a run already: continue it with --resume %s, or give another --output", t->output,
-                t->output);
+        gk_fail(err, "%s holds a run already: continue it with --resume %s, or give another --output",
+                t->output, t->output);
         return data_splits_close(&ds), -1;
     }
     Ctx ctx = ctx_cpu();
@@ -132,8 +136,10 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     train_aug_defaults(&aug);
     aug.size = img, aug.scale_min = (float)t->scale_min, aug.scale_max = (float)t->scale_max;
     aug.hflip = (float)t->hflip;
-    if (!t->aa[0] || !strcmp(t->aa, "none")) aug.ra_ops = 0;
-    else if (parse_randaugment(&aug, t->aa, err) != 0) goto out_model;
+    if (!t->aa[0] || !strcmp(t->aa, "none"))
+        aug.ra_ops = 0;
+    else if (parse_randaugment(&aug, t->aa, err) != 0)
+        goto out_model;
     MixupConfig mix;
     mixup_defaults(&mix, K);
     mix.mixup_alpha = (float)t->mixup, mix.cutmix_alpha = (float)t->cutmix, mix.prob = (float)t->mixup_prob;
@@ -167,7 +173,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     if (loader_create(&loader, &lc, err) != 0) goto out_opt;
     const int64_t steps_per_epoch = loader_batches_per_epoch(loader);
     if (steps_per_epoch < 1) {
-        gk_fail(err, "%s: %lld training images give no full batch of %d", t->data_dir, (long long)ds.train.count, B);
+        gk_fail(err, "%s: %lld training images give no full batch of %d", t->data_dir,
+                (long long)ds.train.count, B);
         goto out_loader;
     }
     Schedule sched = {t->lr, t->warmup_lr, t->min_lr, (int64_t)t->warmup_epochs * steps_per_epoch,
@@ -175,7 +182,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
 
     /* ---- per-step buffers ---- */
     const DType adt = dev == DEV_CUDA ? DT_BF16 : DT_F32;
-    Tensor x = tensor_4d(dev_malloc(&ctx, (size_t)B * img * img * C * dtype_size(adt)), adt, dev, B, img, img, C);
+    Tensor x =
+        tensor_4d(dev_malloc(&ctx, (size_t)B * img * img * C * dtype_size(adt)), adt, dev, B, img, img, C);
     Tensor logits = tensor_2d(dev_malloc(&ctx, (size_t)B * K * dtype_size(adt)), adt, dev, B, K);
     Tensor dlogits = tensor_2d(dev_malloc(&ctx, (size_t)B * K * dtype_size(adt)), adt, dev, B, K);
     Tensor probs = tensor_2d(fbuf(&ctx, (size_t)B * K), DT_F32, dev, B, K);
@@ -185,16 +193,18 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     double *d_norm = dev == DEV_CUDA ? dev_malloc(&ctx, sizeof(double)) : NULL;
     NormErase ne;
     norm_erase_defaults(&ne, (float)t->reprob);
-    for (int c = 0; c < 3; c++) ne.mean[c] = t->mean[c], ne.std[c] = t->std[c];
+    for (int c = 0; c < 3; c++)
+        ne.mean[c] = t->mean[c], ne.std[c] = t->std[c];
     EpochRecord *hist = callocCheck((size_t)total_epochs + 1, sizeof(EpochRecord));
-    int n_hist = t->resume[0] ? read_summary(t->output, hist, total_epochs, (int)st.epoch) : 0, bad_in_row = 0;
+    int n_hist = t->resume[0] ? read_summary(t->output, hist, total_epochs, (int)st.epoch) : 0,
+        bad_in_row = 0;
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->output);
     char dev_name[256] = "cpu";
 #ifdef GKA_HAVE_CUDA
     if (dev == DEV_CUDA) cuda_device_name(ctx.cuda, dev_name, sizeof dev_name);
 #endif
-    printf("training %s (%zu parameters) on %s: %d epochs + %d cool-down, %lld steps of %d, lr %g (%s)\n", mc.name, P,
-           dev_name, t->epochs, t->cooldown_epochs, (long long)steps_per_epoch, B, t->lr, t->opt);
+    printf("training %s (%zu parameters) on %s: %d epochs + %d cool-down, %lld steps of %d, lr %g (%s)\n",
+           mc.name, P, dev_name, t->epochs, t->cooldown_epochs, (long long)steps_per_epoch, B, t->lr, t->opt);
     fflush(stdout);
 
     /* ---- the loop ---- */
@@ -217,8 +227,10 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
             batch_normalize_erase_cpu(x.data, b.images, &ne, t->seed, key, B, img, img, C);
         }
         if (b.targets) {
-            if (dev == DEV_CUDA) copy_floats(targets.data, dev, b.d_targets, dev, (size_t)B * K, &ctx);
-            else memcpy(targets.data, b.targets, sizeof(float) * (size_t)B * K);
+            if (dev == DEV_CUDA)
+                copy_floats(targets.data, dev, b.d_targets, dev, (size_t)B * K, &ctx);
+            else
+                memcpy(targets.data, b.targets, sizeof(float) * (size_t)B * K);
         } else {
             smooth_one_hot(h_targets, b.labels, B, K, (float)t->smoothing);
             copy_floats(targets.data, dev, h_targets, DEV_CPU, (size_t)B * K, &ctx);
@@ -229,14 +241,17 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         softmax_xent_forward(losses, probs, logits, targets, &ctx);
         copy_floats(h_losses, DEV_CPU, losses.data, dev, (size_t)B, &ctx);
         double loss = 0.0;
-        for (int i = 0; i < B; i++) loss += h_losses[i];
+        for (int i = 0; i < B; i++)
+            loss += h_losses[i];
         loss /= B;
         if (!isfinite(loss)) { /* skip the step; stop after several in a row, the last checkpoint intact */
             printf("step %lld: non-finite loss, step skipped\n", (long long)st.step);
             if (++bad_in_row >= t->nonfinite_limit) {
-                gk_fail(err, "training diverged: %d non-finite losses in a row at step %lld; the last checkpoint in "
-                             "%s is intact",
-                        bad_in_row, (long long)st.step, t->output);
+                gk_fail(
+                    err,
+                    "training diverged: %d non-finite losses in a row at step %lld; the last checkpoint in "
+                    "%s is intact",
+                    bad_in_row, (long long)st.step, t->output);
                 goto out_steps;
             }
             continue;
@@ -268,14 +283,16 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
             if (clipped > 1.0) scale = (float)(scale / clipped);
             if (dev == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
-                lamb_update_cuda(m.master, adam_m, adam_v, wcopy, m.grads, P, ranges, n_ranges, hp, scale, ctx.cuda);
+                lamb_update_cuda(m.master, adam_m, adam_v, wcopy, m.grads, P, ranges, n_ranges, hp, scale,
+                                 ctx.cuda);
 #endif
             } else {
                 lamb_update_cpu(m.master, adam_m, adam_v, NULL, m.grads, P, ranges, n_ranges, hp, scale);
             }
         } else if (dev == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
-            adamw_update_cuda(m.master, adam_m, adam_v, wcopy, m.grads, P, ranges, n_ranges, hp, scale, ctx.cuda);
+            adamw_update_cuda(m.master, adam_m, adam_v, wcopy, m.grads, P, ranges, n_ranges, hp, scale,
+                              ctx.cuda);
 #endif
         } else {
             adamw_update_cpu(m.master, adam_m, adam_v, NULL, m.grads, P, ranges, n_ranges, hp, scale);
@@ -300,21 +317,24 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         if (t->log_interval > 0 && (st.step % t->log_interval == 0 || st.batch == 0)) {
             ctx_sync(&ctx);
             double now = gk_now(), wait = loader_wait_seconds(loader), dt = now - t_log;
-            double ips = dt > 0 ? (double)log_n * B / dt : 0.0, wait_pct = dt > 0 ? 100.0 * (wait - wait0) / dt : 0.0;
+            double ips = dt > 0 ? (double)log_n * B / dt : 0.0,
+                   wait_pct = dt > 0 ? 100.0 * (wait - wait0) / dt : 0.0;
             double mem_gb = 0.0;
 #ifdef GKA_HAVE_CUDA
             if (dev == DEV_CUDA) mem_gb = (double)m.arena.capacity / 1e9;
 #endif
-            printf("epoch %lld step %lld/%lld loss %.4f lr %.3g grad-norm %.3g %.0f img/s data-wait %.0f%%%s\n",
-                   (long long)b.epoch, (long long)(b.index + 1), (long long)steps_per_epoch, loss_sum / log_n, lr, gnorm,
-                   ips, wait_pct, "");
+            printf(
+                "epoch %lld step %lld/%lld loss %.4f lr %.3g grad-norm %.3g %.0f img/s data-wait %.0f%%%s\n",
+                (long long)b.epoch, (long long)(b.index + 1), (long long)steps_per_epoch, loss_sum / log_n,
+                lr, gnorm, ips, wait_pct, "");
             fflush(stdout);
             char line[512];
             snprintf(line, sizeof line,
                      "{\"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                      "\"images_per_s\": %.1f, \"images_per_s_per_gpu\": %.1f, \"data_wait_pct\": %.1f, "
                      "\"activations_gb\": %.3f}",
-                     (long long)b.epoch, (long long)st.step, loss_sum / log_n, lr, gnorm, ips, ips, wait_pct, mem_gb);
+                     (long long)b.epoch, (long long)st.step, loss_sum / log_n, lr, gnorm, ips, ips, wait_pct,
+                     mem_gb);
             if (metrics_append(path, line, err) != 0) goto out_steps;
             t_log = now, wait0 = wait, loss_sum = 0.0, log_n = 0;
         }
@@ -329,17 +349,20 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
             r->epoch = (int)(epoch_done ? st.epoch : st.epoch + 1);
             r->train_loss = epoch_n ? epoch_loss / epoch_n : NAN, r->eval_loss = ev.loss;
             r->eval_top1 = ev.top1, r->eval_top5 = ev.top5, r->lr = lr;
-            printf("epoch %d: train loss %.4f, eval loss %.4f, top-1 %.2f%%, top-5 %.2f%% (%lld images%s)\n", r->epoch,
-                   r->train_loss, ev.loss, ev.top1, ev.top5, (long long)ev.count, ema_p ? ", EMA weights" : "");
+            printf("epoch %d: train loss %.4f, eval loss %.4f, top-1 %.2f%%, top-5 %.2f%% (%lld images%s)\n",
+                   r->epoch, r->train_loss, ev.loss, ev.top1, ev.top5, (long long)ev.count,
+                   ema_p ? ", EMA weights" : "");
             fflush(stdout);
             if (write_summary(t->output, hist, n_hist, err) != 0) goto out_steps;
             int best = ev.top1 > st.best_top1;
             if (best) st.best_top1 = ev.top1;
-            if (checkpoint_save(t->output, "last", &m, adam_m, adam_v, ema_p, ema_b, &st, recipe, &ctx, err) != 0)
+            if (checkpoint_save(t->output, "last", &m, adam_m, adam_v, ema_p, ema_b, &st, recipe, &ctx,
+                                err) != 0)
                 goto out_steps;
             if (best && export_best(t->output, &m, ema_p, ema_b, &ctx, err) != 0) goto out_steps;
         } else if (t->checkpoint_interval > 0 && st.step % t->checkpoint_interval == 0) {
-            if (checkpoint_save(t->output, "last", &m, adam_m, adam_v, ema_p, ema_b, &st, recipe, &ctx, err) != 0)
+            if (checkpoint_save(t->output, "last", &m, adam_m, adam_v, ema_p, ema_b, &st, recipe, &ctx,
+                                err) != 0)
                 goto out_steps;
         }
         if (last_step) break;
@@ -350,7 +373,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         for (int64_t i = 0; i < loader_bad_count(loader) && i < 20; i++)
             printf("  %s\n", loader_bad_entry(loader, i, line, sizeof line));
     }
-    printf("done: %lld steps; best top-1 %.2f%%; run folder %s\n", (long long)st.step, st.best_top1, t->output);
+    printf("done: %lld steps; best top-1 %.2f%%; run folder %s\n", (long long)st.step, st.best_top1,
+           t->output);
     rc = 0;
 out_steps:
     free(hist), free(h_targets), free(h_losses);

@@ -28,8 +28,7 @@ void attention_forward_cpu(float *out, float *att, const float *qkv, int S, int 
             for (int j = 0; j < L; j++)
                 row[j] *= inv;
         }
-        gemm_cpu(0, 0, L, dh, L, 1.0f, p, L, v, ld, 0.0f,
-                    out + (int64_t)s * L * C + h * dh, C);
+        gemm_cpu(0, 0, L, dh, L, 1.0f, p, L, v, ld, 0.0f, out + (int64_t)s * L * C + h * dh, C);
     }
 }
 

@@ -219,9 +219,8 @@ void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const
         float *y = out + (int64_t)n0 * P * OC;
         for (int g = 0; g < groups; g++) {
             if (!direct) im2col(col, x, cnt, d, g * Cg, Cg);
-            gemm_cpu(0, 1, (int)(cnt * P), OCg, (int)kkc, 1.0f,
-                        direct ? x : col, (int)kkc, weight + (int64_t)g * OCg * kkc, (int)kkc, 0.0f,
-                        y + g * OCg, OC);
+            gemm_cpu(0, 1, (int)(cnt * P), OCg, (int)kkc, 1.0f, direct ? x : col, (int)kkc,
+                     weight + (int64_t)g * OCg * kkc, (int)kkc, 0.0f, y + g * OCg, OC);
         }
     }
     if (bias) {
@@ -263,15 +262,14 @@ void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, const float 
             const float *wg = weight + (int64_t)g * OCg * kkc;
             if (dweight) { /* dW_g += dout_g^T col_g */
                 if (!direct) im2col(col, x, cnt, d, g * Cg, Cg);
-                gemm_cpu(1, 0, OCg, (int)kkc, rows, 1.0f, dy + g * OCg,
-                            OC, direct ? x : col, (int)kkc, 1.0f, dweight + (int64_t)g * OCg * kkc, (int)kkc);
+                gemm_cpu(1, 0, OCg, (int)kkc, rows, 1.0f, dy + g * OCg, OC, direct ? x : col, (int)kkc, 1.0f,
+                         dweight + (int64_t)g * OCg * kkc, (int)kkc);
             }
             if (dx && direct) { /* dinp = dout W */
-                gemm_cpu(0, 0, rows, C, OC, 1.0f, dy, OC, wg, C, 0.0f,
-                            dx, C);
+                gemm_cpu(0, 0, rows, C, OC, 1.0f, dy, OC, wg, C, 0.0f, dx, C);
             } else if (dx) { /* dcol_g = dout_g W_g, then scattered back to the pixels it came from */
-                gemm_cpu(0, 0, rows, (int)kkc, OCg, 1.0f,
-                            dy + g * OCg, OC, wg, (int)kkc, 0.0f, col, (int)kkc);
+                gemm_cpu(0, 0, rows, (int)kkc, OCg, 1.0f, dy + g * OCg, OC, wg, (int)kkc, 0.0f, col,
+                         (int)kkc);
                 col2im(dx, col, cnt, d, g * Cg, Cg);
             }
         }

@@ -15,15 +15,19 @@
 #include "ops_cpu.h"
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single_thread(void) { openblas_set_num_threads(1); }
+static void blas_single_thread(void) {
+    openblas_set_num_threads(1);
+}
 
-void gemm_cpu(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-              int ldb, float beta, float *C, int ldc) {
+void gemm_cpu(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
     pthread_once(&blas_once, blas_single_thread);
-    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans,
+                               tb = trans_b ? CblasTrans : CblasNoTrans;
     int threads = 1;
 #ifdef _OPENMP
-    if (!omp_in_parallel() && (double)M * N * K >= 262144.0 && (M >= 32 || N >= 32)) threads = omp_get_max_threads();
+    if (!omp_in_parallel() && (double)M * N * K >= 262144.0 && (M >= 32 || N >= 32))
+        threads = omp_get_max_threads();
 #endif
     if (threads <= 1) {
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -37,7 +41,8 @@ void gemm_cpu(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         for (int r0 = 0; r0 < M; r0 += block) {
             int rows = M - r0 < block ? M - r0 : block;
             const float *a = trans_a ? A + r0 : A + (int64_t)r0 * lda;
-            cblas_sgemm(CblasRowMajor, ta, tb, rows, N, K, alpha, a, lda, B, ldb, beta, C + (int64_t)r0 * ldc, ldc);
+            cblas_sgemm(CblasRowMajor, ta, tb, rows, N, K, alpha, a, lda, B, ldb, beta, C + (int64_t)r0 * ldc,
+                        ldc);
         }
     } else {
         /* columns of C likewise (a weight gradient with few output rows): column c of op(B) starts at B + c
