@@ -24,7 +24,11 @@ extern "C" int cuda_ctx_open(CudaCtx **out, int index, GkErr *err) {
     cudaCheck(cudaGetDeviceProperties(&prop, index));
     cu->sm_count = prop.multiProcessorCount;
     cu->smem_optin = prop.sharedMemPerBlockOptin;
-    cudaCheck(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking));
+    // A blocking stream, not cudaStreamNonBlocking: cuda_copy and cuda_memset (and cudaFree) run on the legacy
+    // default stream, which is ordered only against blocking streams. With a non-blocking compute stream a
+    // device-to-host copy read logits before the forward had written them (GPU evaluation at chance level),
+    // and a gradient memset could overlap the kernels around it.
+    cudaCheck(cudaStreamCreate(&cu->stream));
     cublasCheck(cublasLtCreate(&cu->lt));
     cu->lt_workspace_bytes = LT_WORKSPACE_BYTES;
     cudaCheck(cudaMalloc(&cu->lt_workspace, cu->lt_workspace_bytes));
@@ -83,6 +87,8 @@ extern "C" void cuda_release(void *p) {
     if (p) cudaCheck(cudaFree(p));
 }
 
+// On the legacy default stream: ordered after everything queued on the (blocking) compute stream, and before
+// what is queued there later. The loader's copy stream is non-blocking and orders itself with events.
 extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
     cudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
