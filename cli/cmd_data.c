@@ -1,8 +1,10 @@
 /* gkav data: look at a dataset (scan), pack an image folder into shards (pack), decode every image of a
  * folder or pack and name the ones that cannot be used (check). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -10,18 +12,24 @@
 #include "dataset.h"
 #include "image.h"
 #include "pack.h"
+#include "synth.h"
 
 static void data_usage(FILE *f) {
-    fprintf(f,
-            "usage: gkav data scan PATH\n"
-            "       gkav data pack SRC DST [--max-side S] [--shard-size BYTES] [--workers N]\n"
-            "       gkav data check PATH [--workers N]\n"
-            "PATH: an image folder (ROOT/<class>/<images>; for ILSVRC2012 pass ROOT/train or ROOT/val),\n"
-            "      a packed dataset (a folder with " PACK_INDEX_NAME "), or fashion-mnist:train|test.\n"
-            "pack: --max-side S  re-encode (JPEG q%d) images whose shorter side exceeds S, shrunk to S\n"
-            "      --shard-size  bytes per shard file, with an optional K, M or G suffix (default 1G)\n"
-            "      --workers N   threads (default: all cores)\n",
-            PACK_JPEG_QUALITY);
+    fprintf(
+        f,
+        "usage: gkav data scan PATH\n"
+        "       gkav data pack SRC DST [--max-side S] [--shard-size BYTES] [--workers N]\n"
+        "       gkav data check PATH [--workers N]\n"
+        "       gkav data synth ROOT [--classes N] [--train N] [--val N] [--workers N]\n"
+        "PATH: an image folder (ROOT/<class>/<images>; for ILSVRC2012 pass ROOT/train or ROOT/val),\n"
+        "      a packed dataset (a folder with " PACK_INDEX_NAME "), or fashion-mnist:train|test.\n"
+        "pack: --max-side S  re-encode (JPEG q%d) images whose shorter side exceeds S, shrunk to S\n"
+        "      --shard-size  bytes per shard file, with an optional K, M or G suffix (default 1G)\n"
+        "      --workers N   threads (default: all cores)\n"
+        "synth: ROOT/train and ROOT/val of synthetic ImageNet-like JPEGs (default 1000 classes, 12800 and\n"
+        "      1000 images) whose classes say nothing about their content: for throughput runs, not "
+        "learning\n",
+        PACK_JPEG_QUALITY);
 }
 
 /* "512M" -> 536870912; -1 when malformed. */
@@ -208,6 +216,56 @@ static int data_check(int argc, char **argv) {
     return bad ? 1 : 0;
 }
 
+static int data_synth(int argc, char **argv) {
+    const char *root = NULL;
+    int classes = 1000, n_train = 12800, n_val = 1000, workers = default_workers();
+    for (int i = 1; i < argc; i++) {
+        int *dst = !strcmp(argv[i], "--classes")   ? &classes
+                   : !strcmp(argv[i], "--train")   ? &n_train
+                   : !strcmp(argv[i], "--val")     ? &n_val
+                   : !strcmp(argv[i], "--workers") ? &workers
+                                                   : NULL;
+        if (dst && i + 1 < argc) {
+            if (parse_int(argv[i], argv[i + 1], 1, dst) != 0) return 2;
+            i++;
+        } else if (argv[i][0] == '-' || root) {
+            fprintf(stderr, "gkav data synth: unexpected argument '%s'\n", argv[i]);
+            data_usage(stderr);
+            return 2;
+        } else {
+            root = argv[i];
+        }
+    }
+    if (!root) {
+        data_usage(stderr);
+        return 2;
+    }
+    GkErr err;
+    char dir[4096];
+    if (mkdir(root, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "gkav data synth: cannot create %s: %s\n", root, strerror(errno));
+        return 1;
+    }
+    const char *split[2] = {"train", "val"};
+    const int count[2] = {n_train, n_val};
+    for (int k = 0; k < 2; k++) {
+        double t0 = gk_now();
+        SynthStats st;
+        snprintf(dir, sizeof dir, "%s/%s", root, split[k]);
+        /* val images continue the numbering, so no val image repeats a train image */
+        if (synth_folder(dir, classes, count[k], k ? (uint64_t)n_train : 0, workers, &st, &err) != 0) {
+            fprintf(stderr, "gkav data synth: %s\n", err.msg);
+            return 1;
+        }
+        if (st.reused)
+            printf("%s: complete already (%d images, %d classes)\n", dir, count[k], classes);
+        else
+            printf("%s: %d images, %d classes, mean %.0f KB and %.0f kilopixels (%.1f s)\n", dir, count[k],
+                   classes, st.bytes / 1024.0 / count[k], st.pixels / 1000.0 / count[k], gk_now() - t0);
+    }
+    return 0;
+}
+
 int cmd_data(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         data_usage(argc < 2 ? stderr : stdout);
@@ -216,6 +274,7 @@ int cmd_data(int argc, char **argv) {
     if (!strcmp(argv[1], "scan") && argc == 3) return data_scan(argv[2]);
     if (!strcmp(argv[1], "pack")) return data_pack(argc - 1, argv + 1);
     if (!strcmp(argv[1], "check")) return data_check(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "synth")) return data_synth(argc - 1, argv + 1);
     fprintf(stderr, "gkav data: unknown or incomplete subcommand '%s'\n", argv[1]);
     data_usage(stderr);
     return 2;

@@ -10,6 +10,7 @@
 
 #include "checkpoint.h"
 #include "commands.h"
+#include "launch.h"
 #include "config.h"
 #include "evaluate.h"
 #include "image.h"
@@ -18,9 +19,8 @@
 #include "train.h"
 #include "transforms.h"
 
-/* Where eval and classify run unless --device says otherwise. The CPU: on the H100, CUDA inference of a
- * trained model disagreed with the CPU (README, known problems), so the GPU is opt-in until it is fixed. */
-#define INFER_DEVICE "cpu"
+/* Where eval and classify run unless --device says otherwise: the GPU when there is one. */
+#define INFER_DEVICE "auto"
 
 /* Flags without a value. */
 static int is_switch(const char *key) {
@@ -87,16 +87,30 @@ int cmd_train(int argc, char **argv) {
     Config *c = config_new();
     TrainConfig t;
     train_config_defaults(&t);
+    RankInfo who = rank_single();
     int rc = 1;
     if (load_run_recipe(c, argc, argv, &err) != 0 ||
         parse_flags(c, "train", argc, argv, NULL, NULL, &err) != 0 || train_config_read(&t, c, &err) != 0 ||
         config_check_unused(c, &err) != 0)
         goto fail;
-    if (train_run(&t, c, &err) != 0) goto fail;
+    int from_env = launch_from_env(&who, &err), forked = 0;
+    if (from_env < 0) goto fail;
+    if (!from_env && t.gpus > 1) {
+        forked = launch_local(t.gpus, &who, &err);
+        if (forked < 0) goto fail;
+        if (forked == 0) { /* the launcher: every rank has finished well */
+            rc = 0;
+            goto done;
+        }
+    }
+    if (train_run(&t, c, &who, &err) != 0) goto fail;
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "gkav train: %s\n", err.msg);
+    if (who.world > 1)
+        fprintf(stderr, "gkav train (rank %d of %d): %s\n", who.rank, who.world, err.msg);
+    else
+        fprintf(stderr, "gkav train: %s\n", err.msg);
 done:
     config_free(c);
     return rc;

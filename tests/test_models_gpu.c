@@ -4,9 +4,10 @@
  * where the CUDA path stores bf16), so the comparison measures the kernels. One training step (batch
  * statistics, drop path with the same key on both) forward and backward, then an inference forward:
  *   logits (training and inference): error ratio rms(cuda - cpu) / rms(cpu) < 1e-2
- *   every parameter gradient: < 2e-2
- * The distance to the plain float32 CPU model, and the running statistics after the step, are printed for
- * information. Exit 77 without a GPU (or in a CPU-only build). */
+ *   every parameter gradient, against the float32 CPU model: error ratio at most 2x that of the
+ *   bf16-emulating CPU model, + 5e-3 (check_grads says why)
+ * The running statistics after the step are printed for information. Exit 77 without a GPU (or in a CPU-only
+ * build). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,8 @@
 
 #define SKIP_CODE 77
 #define TOL_LOGITS 1e-2
-#define TOL_GRADS 2e-2
+#define GRAD_FACTOR 2.0
+#define GRAD_FLOOR 5e-3
 
 #define N_STAGES 7 /* stem, levels 0-3, final norm, pooled: where an inference forward goes wrong */
 static const char *const stage_names[N_STAGES] = {"stem",    "level 0", "level 1", "level 2",
@@ -101,22 +103,31 @@ static double rms(const float *x, size_t n) {
     return n ? sqrt(s / (double)n) : 0.0;
 }
 
-/* Worst error ratio over the parameter tensors; prints the failing ones when tol > 0. A tensor whose
- * reference gradient is below 1e-4 of the whole gradient's rms has none in exact arithmetic (a conv bias in
- * front of a BatchNorm): rounding noise over a zero, skipped. */
-static double worst_grad(const Model *m, const float *got, const float *ref, double tol, int *fails) {
-    double worst = 0.0, all = rms(ref, m->params.total);
+/* Gradients are judged against the exact answer, the float32 CPU model (f32): the CUDA model's error there
+ * must be no worse than twice the error of the bf16-emulating CPU model (emu), which rounds where the CUDA
+ * path stores bf16, plus GRAD_FLOOR. Comparing CUDA with emu directly would measure the two roundings'
+ * noise, which backward passes through batch norm at batch 2 amplify to several percent. A tensor whose exact
+ * gradient is below 1e-4 of the whole gradient's rms has none (a conv bias in front of a batch norm):
+ * skipped. Sets *worst_gpu and *worst_emu to the worst error ratios; prints failing tensors; returns the
+ * failures. */
+static int check_grads(const Model *m, const float *gpu, const float *emu, const float *f32,
+                       double *worst_gpu, double *worst_emu) {
+    double all = rms(f32, m->params.total);
+    int fails = 0;
+    *worst_gpu = *worst_emu = 0.0;
     for (int i = 0; i < m->params.n; i++) {
         const ParamEntry *e = &m->params.e[i];
-        if (rms(ref + e->offset, e->numel) < 1e-4 * all) continue;
-        double er = err_ratio_f(got + e->offset, ref + e->offset, e->numel);
-        if (er > worst) worst = er;
-        if (tol > 0 && !(er < tol)) {
-            printf("    gradient of %s: error ratio %.3g\n", e->name, er);
-            (*fails)++;
+        if (rms(f32 + e->offset, e->numel) < 1e-4 * all) continue;
+        double eg = err_ratio_f(gpu + e->offset, f32 + e->offset, e->numel),
+               ee = err_ratio_f(emu + e->offset, f32 + e->offset, e->numel);
+        if (eg > *worst_gpu) *worst_gpu = eg;
+        if (ee > *worst_emu) *worst_emu = ee;
+        if (!(eg <= GRAD_FACTOR * ee + GRAD_FLOOR)) {
+            printf("    gradient of %s: error ratio %.3g (bf16-emulating cpu: %.3g)\n", e->name, eg, ee);
+            fails++;
         }
     }
-    return worst;
+    return fails;
 }
 
 static int check_model(const char *name, int B, int H, Ctx *gpu) {
@@ -158,15 +169,14 @@ static int check_model(const char *name, int B, int H, Ctx *gpu) {
         for (int i = 0; i < N_STAGES; i++)
             printf("      inference %-8s error ratio %.3g\n", stage_names[i],
                    err_ratio_f(g.stage[i], c.stage[i], g.stage_n[i]));
-    double wg = worst_grad(&shape, g.grads, c.grads, TOL_GRADS, &fails);
-    double wf = worst_grad(&shape, g.grads, p.grads, 0, &fails);
+    double wg, we;
+    fails += check_grads(&shape, g.grads, c.grads, p.grads, &wg, &we);
     double bs = err_ratio_f(g.buffers, c.buffers, shape.buffers.total);
-    printf("  %-15s batch %d at %dx%d, gpu vs bf16-emulating cpu: logits %.2e (train) %.2e (eval), worst "
-           "gradient %.2e  %s\n",
-           name, B, H, H, lt, le, wg, fails ? "FAIL" : "ok");
-    printf(
-        "  %-15s info: vs float32 cpu: logits %.2e, worst gradient %.2e; running statistics %.2e (%.1f s)\n",
-        "", err_ratio_f(g.logits_train, p.logits_train, nl), wf, bs, gk_now() - t0);
+    printf("  %-15s batch %d at %dx%d, gpu vs bf16-emulating cpu: logits %.2e (train) %.2e (eval); worst "
+           "gradient vs float32 cpu: gpu %.2e, bf16-emulating cpu %.2e  %s\n",
+           name, B, H, H, lt, le, wg, we, fails ? "FAIL" : "ok");
+    printf("  %-15s info: gpu vs float32 cpu logits %.2e; running statistics %.2e (%.1f s)\n", "",
+           err_ratio_f(g.logits_train, p.logits_train, nl), bs, gk_now() - t0);
     result_free(&g), result_free(&c), result_free(&p);
     free(params), free(img), free(dl);
     model_free(&shape, NULL);

@@ -114,7 +114,7 @@ static int run(const char *out, const char *const *extra, GkErr *err) {
     train_config_defaults(&t);
     int rc = train_config_read(&t, c, err);
     if (rc == 0) rc = config_check_unused(c, err);
-    if (rc == 0) rc = train_run(&t, c, err);
+    if (rc == 0) rc = train_run(&t, c, NULL, err);
     config_free(c);
     return rc;
 }

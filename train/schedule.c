@@ -16,6 +16,7 @@ void train_config_defaults(TrainConfig *t) {
     t->img_size = 0, t->log_interval = 50, t->model_ema = 0, t->checkpoint_interval = 0,
     t->nonfinite_limit = 5;
     t->amp = 1;
+    t->gpus = 1;
     t->lr = 5e-4, t->min_lr = 5e-6, t->warmup_lr = 1e-6, t->weight_decay = 0.05, t->smoothing = 0.1;
     t->mixup = 0.8, t->cutmix = 1.0, t->mixup_prob = 1.0, t->mixup_switch_prob = 0.5, t->reprob = 0.25;
     t->drop_path = -1.0; /* the model's own rate */
@@ -52,7 +53,8 @@ int train_config_read(TrainConfig *t, const Config *c, GkErr *err) {
                 {"img-size", &t->img_size},
                 {"log-interval", &t->log_interval},
                 {"checkpoint-interval", &t->checkpoint_interval},
-                {"nonfinite-limit", &t->nonfinite_limit}};
+                {"nonfinite-limit", &t->nonfinite_limit},
+                {"gpus", &t->gpus}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         long v;
         if (config_get_int(c, "train", ints[i].key, *ints[i].dst, &v, err) != 0) return -1;
@@ -102,6 +104,7 @@ int train_config_read(TrainConfig *t, const Config *c, GkErr *err) {
     long seed;
     if (config_get_int(c, "train", "seed", (long)t->seed, &seed, err) != 0) return -1;
     t->seed = (uint64_t)seed;
+    if (t->gpus < 1) return gk_fail(err, "recipe: gpus must be at least 1");
     if (t->batch_size < 1 || t->epochs < 1 || t->warmup_epochs < 0 || t->cooldown_epochs < 0)
         return gk_fail(err, "recipe: batch-size and epochs must be positive, warm-up and cool-down >= 0");
     if (strcmp(t->opt, "adamw") && strcmp(t->opt, "lamb"))

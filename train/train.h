@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "launch.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,6 +34,7 @@ typedef struct TrainConfig {
     char device[16];          /* --device: auto | cpu | cuda */
     int batch_size, epochs, warmup_epochs, cooldown_epochs, workers, img_size, log_interval;
     int model_ema, checkpoint_interval, nonfinite_limit, amp;
+    int gpus; /* --gpus: ranks to fork on this node, one per GPU (batch-size is per GPU, as timm's) */
     int64_t max_steps;               /* --max-steps: stop after this many optimizer steps (0: none) */
     int64_t limit_train, limit_eval; /* use only the first N samples (0: all): short demos, tests */
     double lr, min_lr, warmup_lr, weight_decay, smoothing, mixup, cutmix, mixup_prob, mixup_switch_prob;
@@ -69,9 +71,12 @@ int write_summary(const char *run_dir, const EpochRecord *rec, int n, GkErr *err
 int read_summary(const char *run_dir, EpochRecord *rec, int max, int up_to_epoch);
 
 /* ---- the run ---------------------------------------------------------------------------------------- */
-/* Trains as the recipe says; prints progress; returns 0, or -1 with err (bad input, or training diverged:
- * nonfinite_limit non-finite losses in a row). Config c is the resolved recipe (model keys included). */
-int train_run(const TrainConfig *t, const Config *recipe, GkErr *err);
+/* Trains as the recipe says, as rank `who` of a data-parallel job (NULL: the only rank; launch.h). Every rank
+ * trains on its shard of each epoch with the same parameters (gradients and BatchNorm statistics averaged
+ * over NCCL); the lead rank (0) evaluates, logs and writes the run folder. Trains as the recipe says; prints
+ * progress; returns 0, or -1 with err (bad input, or training diverged: nonfinite_limit non-finite losses in
+ * a row). Config c is the resolved recipe (model keys included). */
+int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, GkErr *err);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 #include "checkpoint.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "launch.h"
 #include "loader.h"
 #include "model.h"
 #include "ops.h"
@@ -93,8 +94,11 @@ static void copy_floats(float *dst, Device dd, const float *src, Device sd, size
     tensor_copy(tensor_1d(dst, DT_F32, dd, (int64_t)n), tensor_1d((void *)src, DT_F32, sd, (int64_t)n), ctx);
 }
 
-int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
+int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, GkErr *err) {
     int rc = -1;
+    const RankInfo single = rank_single();
+    if (!who) who = &single;
+    const int W = who->world, lead = who->rank == 0; /* the lead rank evaluates, logs and writes the run */
     /* ---- device, model, data: everything that can fail on bad input, before any GPU work ---- */
     ModelConfig mc;
     if (model_config_load(&mc, t->model, err) != 0) return -1;
@@ -108,20 +112,27 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         data_splits_close(&ds);
         return -1;
     }
-    if (make_dir(t->output, err) != 0) return data_splits_close(&ds), -1;
+    if (lead && make_dir(t->output, err) != 0) return data_splits_close(&ds), -1;
     char path[2 * TRAIN_STR];
     snprintf(path, sizeof path, "%s/latest", t->output);
-    if (!t->resume[0] && access(path, F_OK) == 0) { /* never mix two runs' logs and checkpoints */
+    if (lead && !t->resume[0] && access(path, F_OK) == 0) { /* never mix two runs' logs and checkpoints */
         gk_fail(err, "%s holds a run already: continue it with --resume %s, or give another --output",
                 t->output, t->output);
         return data_splits_close(&ds), -1;
     }
     Ctx ctx = ctx_cpu();
     int use_cuda = !strcmp(t->device, "cuda") || (!strcmp(t->device, "auto") && cuda_device_count() > 0);
-    if (use_cuda && ctx_cuda_create(&ctx, 0, err) != 0) return data_splits_close(&ds), -1;
+    if (W > 1 && !use_cuda) {
+        gk_fail(err, "training on %d ranks needs CUDA devices (--device cuda)", W);
+        return data_splits_close(&ds), -1;
+    }
+    if (use_cuda && ctx_cuda_create(&ctx, who->local_rank, err) != 0) return data_splits_close(&ds), -1;
     const Device dev = ctx.device;
+    Dist dist = dist_single();
     snprintf(path, sizeof path, "%s/recipe.cfg", t->output);
-    if (config_write(recipe, path, err) != 0 || write_run_extras(t->output, &ds, err) != 0) goto out_ctx;
+    if (lead && (config_write(recipe, path, err) != 0 || write_run_extras(t->output, &ds, err) != 0))
+        goto out_ctx;
+    if (dist_init(&dist, who->id, who->rank, W, &ctx, err) != 0) goto out_ctx;
 
     Model m;
     model_declare(&m, &mc);
@@ -149,7 +160,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     loader_config_defaults(&lc);
     lc.dataset = &ds.train, lc.out_h = lc.out_w = img, lc.out_c = C, lc.batch_size = B;
     if (t->workers > 0) lc.workers = t->workers;
-    lc.seed = t->seed, lc.shuffle = 1, lc.drop_last = 1, lc.mixup = mixing ? &mix : NULL, lc.ctx = &ctx;
+    lc.seed = t->seed, lc.shuffle = 1, lc.drop_last = 1, lc.rank = who->rank, lc.world = W,
+    lc.mixup = mixing ? &mix : NULL, lc.ctx = &ctx;
     sample_transform_for(&lc.transform, &lc.transform_user, C, 1, &aug, NULL);
     /* ---- optimizer state, schedule, resume ---- */
     float *adam_m = fbuf(&ctx, P), *adam_v = fbuf(&ctx, P);
@@ -173,8 +185,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     if (loader_create(&loader, &lc, err) != 0) goto out_opt;
     const int64_t steps_per_epoch = loader_batches_per_epoch(loader);
     if (steps_per_epoch < 1) {
-        gk_fail(err, "%s: %lld training images give no full batch of %d", t->data_dir,
-                (long long)ds.train.count, B);
+        gk_fail(err, "%s: %lld training images give no full batch of %d on each of %d ranks", t->data_dir,
+                (long long)ds.train.count, B, W);
         goto out_loader;
     }
     Schedule sched = {t->lr, t->warmup_lr, t->min_lr, (int64_t)t->warmup_epochs * steps_per_epoch,
@@ -191,6 +203,7 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
     Tensor losses = tensor_1d(fbuf(&ctx, (size_t)B), DT_F32, dev, B);
     float *h_targets = mallocCheck(sizeof(float) * (size_t)B * K), *h_losses = mallocCheck(sizeof(float) * B);
     double *d_norm = dev == DEV_CUDA ? dev_malloc(&ctx, sizeof(double)) : NULL;
+    float *d_loss = W > 1 ? fbuf(&ctx, 1) : NULL;
     NormErase ne;
     norm_erase_defaults(&ne, (float)t->reprob);
     for (int c = 0; c < 3; c++)
@@ -203,8 +216,16 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
 #ifdef GKA_HAVE_CUDA
     if (dev == DEV_CUDA) cuda_device_name(ctx.cuda, dev_name, sizeof dev_name);
 #endif
-    printf("training %s (%zu parameters) on %s: %d epochs + %d cool-down, %lld steps of %d, lr %g (%s)\n",
-           mc.name, P, dev_name, t->epochs, t->cooldown_epochs, (long long)steps_per_epoch, B, t->lr, t->opt);
+    if (lead && W > 1)
+        printf(
+            "training %s (%zu parameters) on %d x %s: %d epochs + %d cool-down, %lld steps of %d x %d, lr %g "
+            "(%s)\n",
+            mc.name, P, W, dev_name, t->epochs, t->cooldown_epochs, (long long)steps_per_epoch, W, B, t->lr,
+            t->opt);
+    else if (lead)
+        printf("training %s (%zu parameters) on %s: %d epochs + %d cool-down, %lld steps of %d, lr %g (%s)\n",
+               mc.name, P, dev_name, t->epochs, t->cooldown_epochs, (long long)steps_per_epoch, B, t->lr,
+               t->opt);
     fflush(stdout);
 
     /* ---- the loop ---- */
@@ -217,7 +238,7 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         if (got < 0) goto out_steps;
         if (got == 0 || (t->max_steps && st.step >= t->max_steps)) break;
         if ((int64_t)b.epoch != cur_epoch) cur_epoch = (int64_t)b.epoch, epoch_loss = 0.0, epoch_n = 0;
-        const uint64_t key = batch_key((uint64_t)b.step, 0);
+        const uint64_t key = batch_key((uint64_t)b.step, who->rank);
         /* images -> model input; targets */
         if (dev == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
@@ -235,7 +256,8 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
             smooth_one_hot(h_targets, b.labels, B, K, (float)t->smoothing);
             copy_floats(targets.data, dev, h_targets, DEV_CPU, (size_t)B * K, &ctx);
         }
-        Pass pass = {1, t->seed, (uint64_t)b.step};
+        Pass pass = {1, t->seed + (uint64_t)who->rank,
+                     (uint64_t)b.step}; /* drop path: seed + rank, as timm */
         model_zero_grads(&m, &ctx);
         model_forward(&m, logits, x, &pass, &ctx);
         softmax_xent_forward(losses, probs, logits, targets, &ctx);
@@ -244,6 +266,13 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         for (int i = 0; i < B; i++)
             loss += h_losses[i];
         loss /= B;
+        if (d_loss) { /* the mean over all ranks: every rank logs it and skips the same steps */
+            float mean = (float)loss;
+            copy_floats(d_loss, dev, &mean, DEV_CPU, 1, &ctx);
+            dist_mean_f32(&dist, d_loss, 1, &ctx);
+            copy_floats(&mean, DEV_CPU, d_loss, dev, 1, &ctx);
+            loss = mean;
+        }
         if (!isfinite(loss)) { /* skip the step; stop after several in a row, the last checkpoint intact */
             printf("step %lld: non-finite loss, step skipped\n", (long long)st.step);
             if (++bad_in_row >= t->nonfinite_limit) {
@@ -259,6 +288,7 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         bad_in_row = 0;
         softmax_xent_backward(dlogits, probs, targets, 1.0f / (float)B, &ctx);
         model_backward(&m, TENSOR_NONE, dlogits, &ctx);
+        dist_mean_f32(&dist, m.grads, P, &ctx); /* every rank then clips and steps identically */
         double norm2 = 0.0;
         if (dev == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
@@ -314,10 +344,10 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         loss_sum += loss, log_n++, epoch_loss += loss, epoch_n++;
         st.epoch_loss = st.batch ? epoch_loss : 0.0, st.epoch_n = st.batch ? epoch_n : 0;
         /* log */
-        if (t->log_interval > 0 && (st.step % t->log_interval == 0 || st.batch == 0)) {
+        if (lead && t->log_interval > 0 && (st.step % t->log_interval == 0 || st.batch == 0)) {
             ctx_sync(&ctx);
             double now = gk_now(), wait = loader_wait_seconds(loader), dt = now - t_log;
-            double ips = dt > 0 ? (double)log_n * B / dt : 0.0,
+            double ips = dt > 0 ? (double)log_n * B * W / dt : 0.0,
                    wait_pct = dt > 0 ? 100.0 * (wait - wait0) / dt : 0.0;
             double mem_gb = 0.0;
 #ifdef GKA_HAVE_CUDA
@@ -333,14 +363,19 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
                      "{\"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                      "\"images_per_s\": %.1f, \"images_per_s_per_gpu\": %.1f, \"data_wait_pct\": %.1f, "
                      "\"activations_gb\": %.3f}",
-                     (long long)b.epoch, (long long)st.step, loss_sum / log_n, lr, gnorm, ips, ips, wait_pct,
-                     mem_gb);
+                     (long long)b.epoch, (long long)st.step, loss_sum / log_n, lr, gnorm, ips, ips / W,
+                     wait_pct, mem_gb);
             if (metrics_append(path, line, err) != 0) goto out_steps;
             t_log = now, wait0 = wait, loss_sum = 0.0, log_n = 0;
         }
         int epoch_done = st.batch == 0;
         int last_step = t->max_steps && st.step >= t->max_steps;
-        if (epoch_done || last_step) {
+        if (epoch_done ||
+            last_step) /* BatchNorm running statistics: the ranks' mean (timm's dist_bn reduce) */
+            dist_mean_f32(&dist, m.buf, NB, &ctx);
+        if (!lead) {
+            /* the others go on; their next collective waits for the lead's evaluation and checkpoint */
+        } else if (epoch_done || last_step) {
             EvalResult ev;
             if (evaluate(&ev, &m, &ds.val, img, (float)t->crop_pct, B, C, t->mean, t->std, t->workers,
                          ema_p ? ema_p : NULL, ema_b, &ctx, err) != 0)
@@ -368,17 +403,20 @@ int train_run(const TrainConfig *t, const Config *recipe, GkErr *err) {
         if (last_step) break;
     }
     if (loader_bad_count(loader) > 0) {
+        if (W > 1) printf("rank %d: ", who->rank);
         printf("%lld unusable images were skipped and replaced:\n", (long long)loader_bad_count(loader));
         char line[1024];
         for (int64_t i = 0; i < loader_bad_count(loader) && i < 20; i++)
             printf("  %s\n", loader_bad_entry(loader, i, line, sizeof line));
     }
-    printf("done: %lld steps; best top-1 %.2f%%; run folder %s\n", (long long)st.step, st.best_top1,
-           t->output);
+    if (lead)
+        printf("done: %lld steps; best top-1 %.2f%%; run folder %s\n", (long long)st.step, st.best_top1,
+               t->output);
     rc = 0;
 out_steps:
     free(hist), free(h_targets), free(h_losses);
     if (d_norm) dev_free(&ctx, d_norm);
+    if (d_loss) dev_free(&ctx, d_loss);
     dev_free(&ctx, x.data), dev_free(&ctx, logits.data), dev_free(&ctx, dlogits.data);
     dev_free(&ctx, probs.data), dev_free(&ctx, targets.data), dev_free(&ctx, losses.data);
 out_loader:
@@ -390,6 +428,7 @@ out_opt:
 out_model:
     model_free(&m, &ctx);
 out_ctx:
+    dist_destroy(&dist);
     ctx_destroy(&ctx);
     data_splits_close(&ds);
     return rc;
