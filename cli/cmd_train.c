@@ -148,8 +148,7 @@ static int load_model(Model *m, const char *model_name, const char *ckpt, int em
     ModelConfig mc;
     if (model_config_load(&mc, model_name, err) != 0) return -1;
     model_declare(m, &mc);
-    model_alloc(m, ctx, 0);
-    model_init(m, 0, ctx);
+    model_alloc(m, ctx, 0); /* no init: loading sets every parameter and buffer, or fails */
     if (!ckpt || !ckpt[0]) return gk_fail(err, "--checkpoint is required");
     int rc = checkpoint_load_weights(ckpt, m, ema, ctx, err);
     if (rc == 1) rc = model_load(m, ckpt, ctx, err); /* not a training checkpoint: exported weights */
@@ -268,6 +267,7 @@ static char **class_names(const char *ckpt, int K) {
 }
 
 int cmd_classify(int argc, char **argv) {
+    const double t_start = gk_now();
     GkErr err;
     Config *c = config_new();
     char *pos[256];
@@ -294,9 +294,11 @@ int cmd_classify(int argc, char **argv) {
     }
     ModelConfig mc;
     if (open_ctx(&ctx, device, &err) != 0 || model_config_load(&mc, model, &err) != 0) goto fail;
+    const double t_ctx = gk_now();
     if (!img) img = mc.img_size;
     if (load_model(&m, model, ckpt, 0, 1, (int)img, &ctx, &err) != 0) goto fail;
     have_model = 1;
+    const double t_model = gk_now();
     const int K = m.cfg.num_classes, C = m.cfg.in_chans, S = (int)img;
     char **names = class_names(ckpt, K);
     uint8_t *pix = malloc((size_t)S * S * 3), *px1 = malloc((size_t)S * S);
@@ -361,6 +363,11 @@ int cmd_classify(int argc, char **argv) {
         free(names[k]);
     free(names), free(pix), free(px1), free(h), free(hl);
     dev_free(&ctx, x.data), dev_free(&ctx, logits.data);
+    /* on stderr, so that --json output stays one object per line */
+    fflush(stdout);
+    fprintf(stderr, "gkav classify on %s: start-up %.0f ms, model load %.0f ms, %d image%s in %.0f ms\n",
+            ctx.device == DEV_CUDA ? "cuda" : "cpu", 1e3 * (t_ctx - t_start), 1e3 * (t_model - t_ctx), npos,
+            npos == 1 ? "" : "s", 1e3 * (gk_now() - t_model));
     rc = failures ? 1 : 0;
     goto done;
 fail:

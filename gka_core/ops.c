@@ -1,5 +1,6 @@
 /* ops.c: the op interface of ops.h: checks shapes, dtypes and devices once, then calls the CPU or CUDA twin.
  * A shape mismatch is a programming error and stops with the op, the argument and both shapes. */
+#include "profile.h"
 #include "ops.h"
 
 #include <math.h>
@@ -17,8 +18,8 @@ typedef enum { ROLE_ACT, ROLE_WEIGHT, ROLE_GRAD_W, ROLE_STAT } Role;
 static void expect(Tensor t, Role role, const char *op, const char *arg, Ctx *ctx) {
     if (!tensor_present(t)) return;
     char d[128];
-    GK_CHECK(t.device == ctx->device, "%s: %s is %s but the op runs on %s", op, arg, tensor_describe(t, d, sizeof d),
-             ctx->device == DEV_CUDA ? "cuda" : "cpu");
+    GK_CHECK(t.device == ctx->device, "%s: %s is %s but the op runs on %s", op, arg,
+             tensor_describe(t, d, sizeof d), ctx->device == DEV_CUDA ? "cuda" : "cpu");
     DType want = DT_F32;
     if (ctx->device == DEV_CUDA && (role == ROLE_ACT || role == ROLE_WEIGHT)) want = DT_BF16;
     GK_CHECK(t.dtype == want, "%s: %s is %s, expected %s", op, arg, tensor_describe(t, d, sizeof d),
@@ -32,18 +33,20 @@ static void need(Tensor t, const char *op, const char *arg) {
 static void same_shape(Tensor a, Tensor b, const char *op, const char *an, const char *bn) {
     if (!tensor_present(a) || !tensor_present(b)) return;
     char x[128], y[128];
-    GK_CHECK(tensor_same_shape(a, b), "%s: %s %s and %s %s differ in shape", op, an, tensor_describe(a, x, sizeof x),
-             bn, tensor_describe(b, y, sizeof y));
+    GK_CHECK(tensor_same_shape(a, b), "%s: %s %s and %s %s differ in shape", op, an,
+             tensor_describe(a, x, sizeof x), bn, tensor_describe(b, y, sizeof y));
 }
 
 static void numel_is(Tensor t, int64_t n, const char *op, const char *arg) {
     if (!tensor_present(t)) return;
     char d[128];
-    GK_CHECK(tensor_numel(t) == n, "%s: %s is %s, expected %lld elements", op, arg, tensor_describe(t, d, sizeof d),
-             (long long)n);
+    GK_CHECK(tensor_numel(t) == n, "%s: %s is %s, expected %lld elements", op, arg,
+             tensor_describe(t, d, sizeof d), (long long)n);
 }
 
-static int64_t last_dim(Tensor t) { return t.shape[t.ndim - 1]; }
+static int64_t last_dim(Tensor t) {
+    return t.shape[t.ndim - 1];
+}
 
 #define F(t) ((float *)(t).data)
 #define B(t) ((bf16_t *)(t).data)
@@ -63,6 +66,7 @@ float droppath_scale(DropPath dp, int64_t s) {
 /* ---------------------------------------------------------------------------------------------- */
 
 void matmul_forward(Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tensor bias, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "matmul_forward";
     need(out, op, "out"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(out, ROLE_ACT, op, "out", ctx), expect(pre_gelu, ROLE_ACT, op, "pre_gelu", ctx);
@@ -70,9 +74,11 @@ void matmul_forward(Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tens
     expect(bias, ROLE_WEIGHT, op, "bias", ctx);
     GK_CHECK(weight.ndim == 2, "%s: weight must be [OC, IC]", op);
     int OC = (int)weight.shape[0], IC = (int)weight.shape[1];
-    GK_CHECK(last_dim(inp) == IC, "%s: inp's last dimension %lld is not IC = %d", op, (long long)last_dim(inp), IC);
+    GK_CHECK(last_dim(inp) == IC, "%s: inp's last dimension %lld is not IC = %d", op,
+             (long long)last_dim(inp), IC);
     int64_t M = tensor_numel(inp) / IC;
-    numel_is(out, M * OC, op, "out"), numel_is(pre_gelu, M * OC, op, "pre_gelu"), numel_is(bias, OC, op, "bias");
+    numel_is(out, M * OC, op, "out"), numel_is(pre_gelu, M * OC, op, "pre_gelu"),
+        numel_is(bias, OC, op, "bias");
     if (CU(ctx)) {
 #ifdef GKA_HAVE_CUDA
         matmul_forward_cuda(B(out), B(pre_gelu), B(inp), B(weight), B(bias), M, IC, OC, ctx->cuda);
@@ -86,6 +92,7 @@ void matmul_forward(Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tens
 
 void matmul_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
                      Tensor pre_gelu, int dinp_accumulate, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "matmul_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dweight, ROLE_GRAD_W, op, "dweight", ctx);
@@ -103,22 +110,24 @@ void matmul_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Ten
                              dinp_accumulate, M, IC, OC, ctx->cuda);
 #endif
     } else {
-        matmul_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(pre_gelu), dinp_accumulate,
-                            M, IC, OC);
+        matmul_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(pre_gelu),
+                            dinp_accumulate, M, IC, OC);
         ctx_emulate_bf16(dinp, ctx);
     }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 
-static void conv_dims(Tensor out, Tensor inp, Tensor weight, int stride, int pad, int groups, const char *op) {
+static void conv_dims(Tensor out, Tensor inp, Tensor weight, int stride, int pad, int groups,
+                      const char *op) {
     char a[128], b[128];
-    GK_CHECK(inp.ndim == 4 && weight.ndim == 4 && out.ndim == 4, "%s: inp, weight and out must be 4-D (NHWC)", op);
+    GK_CHECK(inp.ndim == 4 && weight.ndim == 4 && out.ndim == 4, "%s: inp, weight and out must be 4-D (NHWC)",
+             op);
     int C = (int)inp.shape[3], OC = (int)weight.shape[0], K = (int)weight.shape[1];
-    GK_CHECK(groups >= 1 && C % groups == 0 && OC % groups == 0, "%s: %d groups do not divide %d -> %d channels", op,
-             groups, C, OC);
-    GK_CHECK(weight.shape[2] == K && weight.shape[3] == C / groups, "%s: weight %s is not [OC, K, K, C/groups]", op,
-             tensor_describe(weight, a, sizeof a));
+    GK_CHECK(groups >= 1 && C % groups == 0 && OC % groups == 0,
+             "%s: %d groups do not divide %d -> %d channels", op, groups, C, OC);
+    GK_CHECK(weight.shape[2] == K && weight.shape[3] == C / groups,
+             "%s: weight %s is not [OC, K, K, C/groups]", op, tensor_describe(weight, a, sizeof a));
     GK_CHECK(stride >= 1 && pad >= 0, "%s: stride %d, pad %d", op, stride, pad);
     int64_t OH = (inp.shape[1] + 2 * pad - K) / stride + 1, OW = (inp.shape[2] + 2 * pad - K) / stride + 1;
     GK_CHECK(out.shape[0] == inp.shape[0] && out.shape[1] == OH && out.shape[2] == OW && out.shape[3] == OC,
@@ -126,8 +135,16 @@ static void conv_dims(Tensor out, Tensor inp, Tensor weight, int stride, int pad
              (long long)inp.shape[0], (long long)OH, (long long)OW, OC, tensor_describe(inp, b, sizeof b));
 }
 
+/* The profiler's row for a convolution: op and shape, since the shapes differ by orders of magnitude. */
+#define CONV_PROF_NAME(op, inp, weight, stride, groups)                                                      \
+    (prof_enabled() ? prof_name("%s %lldx%lld %lld->%lld k%lld s%d g%d", op, (long long)(inp).shape[1],      \
+                                (long long)(inp).shape[2], (long long)(inp).shape[3],                        \
+                                (long long)(weight).shape[0], (long long)(weight).shape[1], stride, groups)  \
+                    : op)
+
 void conv2d_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, int stride, int pad, int groups,
                     Ctx *ctx) {
+    PROF_SCOPE(ctx, CONV_PROF_NAME("conv2d_forward", inp, weight, stride, groups));
     const char *op = "conv2d_forward";
     need(out, op, "out"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
@@ -150,6 +167,7 @@ void conv2d_forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, int stri
 
 void conv2d_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
                      int stride, int pad, int groups, Ctx *ctx) {
+    PROF_SCOPE(ctx, CONV_PROF_NAME("conv2d_backward", inp, weight, stride, groups));
     const char *op = "conv2d_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dweight, ROLE_GRAD_W, op, "dweight", ctx);
@@ -175,25 +193,28 @@ void conv2d_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Ten
 /* ---------------------------------------------------------------------------------------------- */
 
 static void bn_act_ok(Act act, const char *op) {
-    GK_CHECK(act == ACT_NONE || act == ACT_RELU || act == ACT_GELU_TANH, "%s: activation %s is not fused here", op,
-             act_name(act));
+    GK_CHECK(act == ACT_NONE || act == ACT_RELU || act == ACT_GELU_TANH,
+             "%s: activation %s is not fused here", op, act_name(act));
 }
 
 void batchnorm_forward_train(Tensor out, Tensor mean, Tensor rstd, Tensor running_mean, Tensor running_var,
                              Tensor inp, Tensor weight, Tensor bias, float momentum, float eps, Act act,
                              Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "batchnorm_forward_train";
     need(out, op, "out"), need(mean, op, "mean"), need(rstd, op, "rstd"), need(inp, op, "inp");
     need(weight, op, "weight"), need(bias, op, "bias");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
     expect(mean, ROLE_STAT, op, "mean", ctx), expect(rstd, ROLE_STAT, op, "rstd", ctx);
-    expect(running_mean, ROLE_STAT, op, "running_mean", ctx), expect(running_var, ROLE_STAT, op, "running_var", ctx);
+    expect(running_mean, ROLE_STAT, op, "running_mean", ctx),
+        expect(running_var, ROLE_STAT, op, "running_var", ctx);
     expect(weight, ROLE_WEIGHT, op, "weight", ctx), expect(bias, ROLE_WEIGHT, op, "bias", ctx);
     same_shape(out, inp, op, "out", "inp");
     bn_act_ok(act, op);
     int C = (int)last_dim(inp);
     int64_t M = tensor_numel(inp) / C;
-    GK_CHECK(M > 1, "%s: training statistics need more than one value per channel (M = %lld)", op, (long long)M);
+    GK_CHECK(M > 1, "%s: training statistics need more than one value per channel (M = %lld)", op,
+             (long long)M);
     numel_is(mean, C, op, "mean"), numel_is(rstd, C, op, "rstd"), numel_is(weight, C, op, "weight");
     numel_is(bias, C, op, "bias"), numel_is(running_mean, C, op, "running_mean");
     numel_is(running_var, C, op, "running_var");
@@ -211,12 +232,14 @@ void batchnorm_forward_train(Tensor out, Tensor mean, Tensor rstd, Tensor runnin
 
 void batchnorm_forward_eval(Tensor out, Tensor inp, Tensor weight, Tensor bias, Tensor running_mean,
                             Tensor running_var, float eps, Act act, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "batchnorm_forward_eval";
     need(out, op, "out"), need(inp, op, "inp"), need(weight, op, "weight"), need(bias, op, "bias");
     need(running_mean, op, "running_mean"), need(running_var, op, "running_var");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
     expect(weight, ROLE_WEIGHT, op, "weight", ctx), expect(bias, ROLE_WEIGHT, op, "bias", ctx);
-    expect(running_mean, ROLE_STAT, op, "running_mean", ctx), expect(running_var, ROLE_STAT, op, "running_var", ctx);
+    expect(running_mean, ROLE_STAT, op, "running_mean", ctx),
+        expect(running_var, ROLE_STAT, op, "running_var", ctx);
     same_shape(out, inp, op, "out", "inp");
     bn_act_ok(act, op);
     int C = (int)last_dim(inp);
@@ -236,6 +259,7 @@ void batchnorm_forward_eval(Tensor out, Tensor inp, Tensor weight, Tensor bias, 
 
 void batchnorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
                         Tensor bias, Tensor mean, Tensor rstd, Act act, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "batchnorm_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight"), need(bias, op, "bias");
     need(mean, op, "mean"), need(rstd, op, "rstd");
@@ -262,8 +286,9 @@ void batchnorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, 
 
 /* ---------------------------------------------------------------------------------------------- */
 
-void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight, Tensor bias, float eps,
-                       Ctx *ctx) {
+void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight, Tensor bias,
+                       float eps, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "layernorm_forward";
     need(out, op, "out"), need(mean, op, "mean"), need(rstd, op, "rstd"), need(inp, op, "inp");
     need(weight, op, "weight"), need(bias, op, "bias");
@@ -287,6 +312,7 @@ void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor 
 
 void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
                         Tensor mean, Tensor rstd, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "layernorm_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight");
     need(mean, op, "mean"), need(rstd, op, "rstd");
@@ -301,11 +327,12 @@ void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, 
     numel_is(mean, M, op, "mean"), numel_is(rstd, M, op, "rstd");
     if (CU(ctx)) {
 #ifdef GKA_HAVE_CUDA
-        layernorm_backward_cuda(B(dinp), F(dweight), F(dbias), B(dout), B(inp), B(weight), F(mean), F(rstd), M, C,
-                                ctx->cuda);
+        layernorm_backward_cuda(B(dinp), F(dweight), F(dbias), B(dout), B(inp), B(weight), F(mean), F(rstd),
+                                M, C, ctx->cuda);
 #endif
     } else {
-        layernorm_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(mean), F(rstd), M, C);
+        layernorm_backward_cpu(F(dinp), F(dweight), F(dbias), F(dout), F(inp), F(weight), F(mean), F(rstd), M,
+                               C);
         ctx_emulate_bf16(dinp, ctx);
     }
 }
@@ -313,6 +340,7 @@ void layernorm_backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, 
 /* ---------------------------------------------------------------------------------------------- */
 
 void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor gate, Tensor weight, float eps, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "rmsnorm_forward";
     need(out, op, "out"), need(rstd, op, "rstd"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(out, ROLE_ACT, op, "out", ctx), expect(rstd, ROLE_STAT, op, "rstd", ctx);
@@ -334,6 +362,7 @@ void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor gate, Tensor we
 
 void rmsnorm_backward(Tensor dinp, Tensor dgate, Tensor dweight, Tensor dout, Tensor inp, Tensor gate,
                       Tensor weight, Tensor rstd, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "rmsnorm_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight"), need(rstd, op, "rstd");
     GK_CHECK(!tensor_present(dgate) || tensor_present(gate), "%s: dgate without gate", op);
@@ -348,11 +377,12 @@ void rmsnorm_backward(Tensor dinp, Tensor dgate, Tensor dweight, Tensor dout, Te
     numel_is(rstd, M, op, "rstd"), numel_is(dweight, D, op, "dweight");
     if (CU(ctx)) {
 #ifdef GKA_HAVE_CUDA
-        rmsnorm_backward_cuda(B(dinp), B(dgate), F(dweight), B(dout), B(inp), B(gate), B(weight), F(rstd), M, D,
-                              ctx->cuda);
+        rmsnorm_backward_cuda(B(dinp), B(dgate), F(dweight), B(dout), B(inp), B(gate), B(weight), F(rstd), M,
+                              D, ctx->cuda);
 #endif
     } else {
-        rmsnorm_backward_cpu(F(dinp), F(dgate), F(dweight), F(dout), F(inp), F(gate), F(weight), F(rstd), M, D);
+        rmsnorm_backward_cpu(F(dinp), F(dgate), F(dweight), F(dout), F(inp), F(gate), F(weight), F(rstd), M,
+                             D);
         ctx_emulate_bf16(dinp, ctx);
         ctx_emulate_bf16(dgate, ctx);
     }
@@ -361,6 +391,7 @@ void rmsnorm_backward(Tensor dinp, Tensor dgate, Tensor dweight, Tensor dout, Te
 /* ---------------------------------------------------------------------------------------------- */
 
 void act_forward(Tensor out, Tensor inp, Act act, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "act_forward";
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
@@ -376,6 +407,7 @@ void act_forward(Tensor out, Tensor inp, Act act, Ctx *ctx) {
 }
 
 void act_backward(Tensor dinp, Tensor dout, Tensor inp, Act act, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "act_backward";
     need(dinp, op, "dinp"), need(dout, op, "dout"), need(inp, op, "inp");
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dout, ROLE_ACT, op, "dout", ctx);
@@ -396,12 +428,14 @@ void act_backward(Tensor dinp, Tensor dout, Tensor inp, Act act, Ctx *ctx) {
 static void shortconv_dims(Tensor inp, Tensor weight, int causal, const char *op) {
     char a[128];
     GK_CHECK(inp.ndim == 3, "%s: inp %s must be [S, L, C]", op, tensor_describe(inp, a, sizeof a));
-    GK_CHECK(weight.ndim == 2 && weight.shape[0] == inp.shape[2], "%s: weight %s must be [C, W] with C = %lld", op,
-             tensor_describe(weight, a, sizeof a), (long long)inp.shape[2]);
+    GK_CHECK(weight.ndim == 2 && weight.shape[0] == inp.shape[2],
+             "%s: weight %s must be [C, W] with C = %lld", op, tensor_describe(weight, a, sizeof a),
+             (long long)inp.shape[2]);
     GK_CHECK(causal || weight.shape[1] % 2 == 1, "%s: a non-causal short conv needs an odd width", op);
 }
 
 void shortconv_forward(Tensor out, Tensor inp, Tensor weight, int causal, Act act, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "shortconv_forward";
     need(out, op, "out"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
@@ -422,6 +456,7 @@ void shortconv_forward(Tensor out, Tensor inp, Tensor weight, int causal, Act ac
 
 void shortconv_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, int causal,
                         Act act, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "shortconv_backward";
     need(dout, op, "dout"), need(inp, op, "inp"), need(weight, op, "weight");
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dweight, ROLE_GRAD_W, op, "dweight", ctx);
@@ -432,12 +467,13 @@ void shortconv_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Te
     same_shape(dweight, weight, op, "dweight", "weight");
     if (CU(ctx)) {
 #ifdef GKA_HAVE_CUDA
-        shortconv_backward_cuda(B(dinp), F(dweight), B(dout), B(inp), B(weight), causal, act, (int)inp.shape[0],
-                                (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1], ctx->cuda);
+        shortconv_backward_cuda(B(dinp), F(dweight), B(dout), B(inp), B(weight), causal, act,
+                                (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1],
+                                ctx->cuda);
 #endif
     } else {
-        shortconv_backward_cpu(F(dinp), F(dweight), F(dout), F(inp), F(weight), causal, act, (int)inp.shape[0],
-                               (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1]);
+        shortconv_backward_cpu(F(dinp), F(dweight), F(dout), F(inp), F(weight), causal, act,
+                               (int)inp.shape[0], (int)inp.shape[1], (int)inp.shape[2], (int)weight.shape[1]);
         ctx_emulate_bf16(dinp, ctx);
     }
 }
@@ -446,8 +482,8 @@ void shortconv_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Te
 
 static void window_dims(Tensor img, Tensor seq, int window, const char *op) {
     char a[128], b[128];
-    GK_CHECK(img.ndim == 4 && seq.ndim == 3 && window >= 1, "%s: image must be [B, H, W, C], windows [S, w*w, C]",
-             op);
+    GK_CHECK(img.ndim == 4 && seq.ndim == 3 && window >= 1,
+             "%s: image must be [B, H, W, C], windows [S, w*w, C]", op);
     int64_t nH = (img.shape[1] + window - 1) / window, nW = (img.shape[2] + window - 1) / window;
     GK_CHECK(seq.shape[0] == img.shape[0] * nH * nW && seq.shape[1] == (int64_t)window * window &&
                  seq.shape[2] == img.shape[3],
@@ -456,6 +492,7 @@ static void window_dims(Tensor img, Tensor seq, int window, const char *op) {
 }
 
 void window_partition(Tensor out, Tensor inp, int window, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "window_partition";
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
@@ -473,6 +510,7 @@ void window_partition(Tensor out, Tensor inp, int window, Ctx *ctx) {
 }
 
 void window_reverse(Tensor out, Tensor inp, int window, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "window_reverse";
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
@@ -503,6 +541,7 @@ static void attention_dims(Tensor out, Tensor att, Tensor qkv, int n_heads, cons
 }
 
 void attention_forward(Tensor out, Tensor att, Tensor qkv, int n_heads, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "attention_forward";
     need(out, op, "out"), need(att, op, "att"), need(qkv, op, "qkv");
     expect(out, ROLE_ACT, op, "out", ctx), expect(att, ROLE_STAT, op, "att", ctx);
@@ -520,7 +559,9 @@ void attention_forward(Tensor out, Tensor att, Tensor qkv, int n_heads, Ctx *ctx
     }
 }
 
-void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tensor att, int n_heads, Ctx *ctx) {
+void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tensor att, int n_heads,
+                        Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "attention_backward";
     need(dqkv, op, "dqkv"), need(datt, op, "datt"), need(dout, op, "dout"), need(qkv, op, "qkv");
     need(att, op, "att");
@@ -544,6 +585,7 @@ void attention_backward(Tensor dqkv, Tensor datt, Tensor dout, Tensor qkv, Tenso
 /* ---------------------------------------------------------------------------------------------- */
 
 void avgpool_forward(Tensor out, Tensor inp, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "avgpool_forward";
     need(out, op, "out"), need(inp, op, "inp");
     expect(out, ROLE_ACT, op, "out", ctx), expect(inp, ROLE_ACT, op, "inp", ctx);
@@ -561,6 +603,7 @@ void avgpool_forward(Tensor out, Tensor inp, Ctx *ctx) {
 }
 
 void avgpool_backward(Tensor dinp, Tensor dout, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "avgpool_backward";
     need(dinp, op, "dinp"), need(dout, op, "dout");
     expect(dinp, ROLE_ACT, op, "dinp", ctx), expect(dout, ROLE_ACT, op, "dout", ctx);
@@ -580,6 +623,7 @@ void avgpool_backward(Tensor dinp, Tensor dout, Ctx *ctx) {
 /* ---------------------------------------------------------------------------------------------- */
 
 void residual_forward(Tensor out, Tensor res, Tensor branch, Tensor gamma, DropPath dp, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "residual_forward";
     need(out, op, "out"), need(res, op, "res"), need(branch, op, "branch");
     expect(out, ROLE_ACT, op, "out", ctx), expect(res, ROLE_ACT, op, "res", ctx);
@@ -602,6 +646,7 @@ void residual_forward(Tensor out, Tensor res, Tensor branch, Tensor gamma, DropP
 
 void residual_backward(Tensor dbranch, Tensor dgamma, Tensor dout, Tensor branch, Tensor gamma, DropPath dp,
                        Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "residual_backward";
     need(dout, op, "dout"), need(branch, op, "branch");
     expect(dbranch, ROLE_ACT, op, "dbranch", ctx), expect(dgamma, ROLE_GRAD_W, op, "dgamma", ctx);
@@ -627,8 +672,10 @@ void residual_backward(Tensor dbranch, Tensor dgamma, Tensor dout, Tensor branch
 /* ---------------------------------------------------------------------------------------------- */
 
 void softmax_xent_forward(Tensor losses, Tensor probs, Tensor logits, Tensor targets, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "softmax_xent_forward";
-    need(losses, op, "losses"), need(probs, op, "probs"), need(logits, op, "logits"), need(targets, op, "targets");
+    need(losses, op, "losses"), need(probs, op, "probs"), need(logits, op, "logits"),
+        need(targets, op, "targets");
     expect(losses, ROLE_STAT, op, "losses", ctx), expect(probs, ROLE_STAT, op, "probs", ctx);
     expect(logits, ROLE_ACT, op, "logits", ctx), expect(targets, ROLE_STAT, op, "targets", ctx);
     GK_CHECK(logits.ndim == 2, "%s: logits must be [B, K]", op);
@@ -646,6 +693,7 @@ void softmax_xent_forward(Tensor losses, Tensor probs, Tensor logits, Tensor tar
 }
 
 void softmax_xent_backward(Tensor dlogits, Tensor probs, Tensor targets, float dloss, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "softmax_xent_backward";
     need(dlogits, op, "dlogits"), need(probs, op, "probs"), need(targets, op, "targets");
     expect(dlogits, ROLE_ACT, op, "dlogits", ctx), expect(probs, ROLE_STAT, op, "probs", ctx);
@@ -667,5 +715,6 @@ void softmax_xent_backward(Tensor dlogits, Tensor probs, Tensor targets, float d
 void smooth_one_hot(float *targets, const int *labels, int B, int K, float smoothing) {
     float off = smoothing / (float)K, on = 1.0f - smoothing + off;
     for (int b = 0; b < B; b++)
-        for (int k = 0; k < K; k++) targets[(int64_t)b * K + k] = k == labels[b] ? on : off;
+        for (int k = 0; k < K; k++)
+            targets[(int64_t)b * K + k] = k == labels[b] ? on : off;
 }

@@ -1,6 +1,7 @@
 /* selective_scan.c: the dispatcher of selective_scan.h, in the manner of ops.c: checks shapes, dtypes and
  * devices once, then calls the CPU or the CUDA twin. On the CPU it rounds what it writes to bf16 when the
  * context emulates the GPU's storage. A mismatch is a programming error and stops naming the argument. */
+#include "profile.h"
 #include "selective_scan.h"
 
 #include <stdio.h>
@@ -59,6 +60,7 @@ static void ss_check(Tensor x, Tensor delta_pre, Tensor A_log, Tensor Bm, Tensor
 
 void selective_scan_forward(Tensor y, Tensor states, Tensor x, Tensor delta_pre, Tensor A_log, Tensor Bm,
                             Tensor Cm, Tensor Dp, Tensor dt_bias, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "selective_scan_forward";
     int64_t n[4];
     ss_check(x, delta_pre, A_log, Bm, Cm, Dp, dt_bias, op, ctx, n);
@@ -80,6 +82,7 @@ void selective_scan_forward(Tensor y, Tensor states, Tensor x, Tensor delta_pre,
 void selective_scan_backward(Tensor dx, Tensor ddelta_pre, Tensor dA_log, Tensor dBm, Tensor dCm, Tensor dD,
                              Tensor ddt_bias, Tensor dy, Tensor x, Tensor delta_pre, Tensor A_log, Tensor Bm,
                              Tensor Cm, Tensor Dp, Tensor dt_bias, Tensor states, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "selective_scan_backward";
     int64_t n[4];
     ss_check(x, delta_pre, A_log, Bm, Cm, Dp, dt_bias, op, ctx, n);

@@ -1,5 +1,6 @@
 /* seq_ops.c: the checks and CPU twins of seq_ops.h. Shape mismatches are programming errors and stop with
  * both shapes. */
+#include "profile.h"
 #include "seq_ops.h"
 
 #include <string.h>
@@ -35,6 +36,7 @@ static void concat_dims(Tensor whole, Tensor a, Tensor b, const char *op, int64_
 #define B(t) ((bf16_t *)(t).data)
 
 void channel_concat(Tensor out, Tensor a, Tensor b, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "channel_concat";
     seq_arg(out, op, "out", ctx), seq_arg(a, op, "a", ctx), seq_arg(b, op, "b", ctx);
     int64_t M;
@@ -50,6 +52,7 @@ void channel_concat(Tensor out, Tensor a, Tensor b, Ctx *ctx) {
 }
 
 void channel_split(Tensor a, Tensor b, Tensor inp, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "channel_split";
     seq_arg(a, op, "a", ctx), seq_arg(b, op, "b", ctx), seq_arg(inp, op, "inp", ctx);
     int64_t M;
@@ -65,6 +68,7 @@ void channel_split(Tensor a, Tensor b, Tensor inp, Ctx *ctx) {
 }
 
 void token_reverse(Tensor out, Tensor inp, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
     const char *op = "token_reverse";
     char x[128], y[128];
     seq_arg(out, op, "out", ctx), seq_arg(inp, op, "inp", ctx);

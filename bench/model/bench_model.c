@@ -5,7 +5,9 @@
  * gradient norm, AdamW over all parameters) and an inference forward, on synthetic images already on the
  * GPU (bf16, NHWC), batch B at 224 x 224. Each timed step ends with a device synchronisation; the median
  * of --steps steps after --warmup is reported. Output: a table, or CSV lines
- * "gkav,<model>,<batch>,<train images/s>,<inference images/s>,<activation GB>" (--csv). */
+ * "gkav,<model>,<batch>,<train images/s>,<inference images/s>,<activation GB>" (--csv).
+ * With GKA_PROFILE=1 each op is synchronised and timed, and a table per phase says where the time goes
+ * (the images/s are then the profiled ones, a little lower). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "model.h"
 #include "ops.h"
 #include "optim.h"
+#include "profile.h"
 #ifdef GKA_HAVE_CUDA
 #include "cuda/cuda_api.h"
 #endif
@@ -64,7 +67,9 @@ static void bench(const char *name, int B, int img, int warmup, int steps, int c
     OptimRange all = {0, P, 0.05f};
     double *t_train = mallocCheck(sizeof(double) * (size_t)steps),
            *t_inf = mallocCheck(sizeof(double) * (size_t)steps);
+    double prof_train = 0.0, prof_inf = 0.0;
     for (int k = 0; k < warmup + steps; k++) {
+        if (k == warmup) prof_reset();
         ctx_sync(ctx);
         double t0 = gk_now();
         Pass pass = {1, 1, (uint64_t)k};
@@ -78,15 +83,24 @@ static void bench(const char *name, int B, int img, int warmup, int steps, int c
         adamw_update_cuda(m.master, adam_m, adam_v, (bf16_t *)m.weights, m.grads, P, &all, 1, hp, 1.0f,
                           ctx->cuda);
         ctx_sync(ctx);
-        if (k >= warmup) t_train[k - warmup] = gk_now() - t0;
+        if (k >= warmup) t_train[k - warmup] = gk_now() - t0, prof_train += t_train[k - warmup];
+    }
+    if (prof_enabled()) {
+        printf("%s, batch %d: training step, op by op (GKA_PROFILE=1: synchronised after every op)\n", name, B);
+        prof_report(stdout, prof_train, steps);
     }
     for (int k = 0; k < warmup + steps; k++) {
+        if (k == warmup) prof_reset();
         ctx_sync(ctx);
         double t0 = gk_now();
         Pass pass = {0, 1, 0};
         model_forward(&m, logits, x, &pass, ctx);
         ctx_sync(ctx);
-        if (k >= warmup) t_inf[k - warmup] = gk_now() - t0;
+        if (k >= warmup) t_inf[k - warmup] = gk_now() - t0, prof_inf += t_inf[k - warmup];
+    }
+    if (prof_enabled()) {
+        printf("%s, batch %d: inference forward, op by op\n", name, B);
+        prof_report(stdout, prof_inf, steps);
     }
     double tr = B / median(t_train, steps), inf = B / median(t_inf, steps),
            gb = (double)m.arena.capacity / 1e9;

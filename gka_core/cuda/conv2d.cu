@@ -5,14 +5,18 @@
 // transposed. dinp written; dweight and dbias accumulated.
 //
 // The decision to know: the algorithm of each (direction, shape, pointer alignment) is taken once from
-// cuDNN's heuristic ranking (never from timing, so every run picks the same one), restricted to deterministic
-// algorithms, and cached in CudaCtx. All tensors of a cuDNN convolution share one dtype, so the weight
+// cuDNN's timing of every algorithm on the first call (conv_find; the heuristic ranking when that fails),
+// restricted to deterministic algorithms only under GKA_DETERMINISTIC=1 (deterministic_only says why), and
+// cached in CudaCtx. Inputs whose channels are not a multiple of 8 (the RGB stem) are zero-padded to one,
+// which cuDNN's tensor-core kernels need. All tensors of a cuDNN convolution share one dtype, so the weight
 // gradient comes out in bf16 (from fp32 accumulation) and a kernel here adds it to the float32 gradient, as
 // torch autocast does. The op has its own workspace in CudaCtx (cuda_scratch may be reused by any op). Shapes
-// for which cuDNN has no deterministic algorithm, and builds without cuDNN, run the direct kernels below.
+// for which cuDNN has no algorithm, and builds without cuDNN, run the direct kernels below.
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_common.h"
+#include "profile.h"
 #include "ops_cuda.h"
 
 enum { CONV_FWD = 0, CONV_DGRAD = 1, CONV_WGRAD = 2 };
@@ -100,6 +104,39 @@ __global__ void conv_partials_accumulate_kernel(float *dst, const float *part, i
 __global__ void conv_bf16_accumulate_kernel(float *dst, const bf16 *src, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] += __bfloat162float(src[i]);
+}
+
+// ---- channel padding: cuDNN's tensor-core kernels want C % 8 == 0 (the stem's RGB input has 3)
+// --------------
+
+#define PAD_C 8
+
+// dst[r, c] = c < C ? src[r, c] : 0, for rows of C and Cp channels.
+__global__ void conv_pad_channels_kernel(bf16 *dst, const bf16 *src, long long rows, int C, int Cp) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * Cp) return;
+    long long r = i / Cp;
+    int c = (int)(i % Cp);
+    dst[i] = c < C ? src[r * C + c] : __float2bfloat16(0.0f);
+}
+
+// dst[r, c] = src[r, c] for c < C: the real channels of a padded [rows, Cp] tensor.
+__global__ void conv_unpad_channels_kernel(bf16 *dst, const bf16 *src, long long rows, int C, int Cp) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * C) return;
+    dst[i] = src[(i / C) * Cp + i % C];
+}
+
+// dst[r, c] += src[r, c] for c < C, from a padded bf16 weight gradient [rows, Cp].
+__global__ void conv_unpad_accumulate_kernel(float *dst, const bf16 *src, int rows, int C, int Cp) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows * C) dst[i] += __bfloat162float(src[(i / C) * Cp + i % C]);
+}
+
+static void pad_channels(bf16 *dst, const bf16_t *src, long long rows, int C, int Cp, CudaCtx *cu) {
+    conv_pad_channels_kernel<<<ceil_div(rows * Cp, 256), 256, 0, cu->stream>>>(dst, (const bf16 *)src, rows,
+                                                                               C, Cp);
+    cudaCheckLast();
 }
 
 // ---- direct kernels: the path for shapes cuDNN does not take ----------------------------------------------
@@ -204,6 +241,8 @@ static void desc_create(ConvDesc *d, const ConvShape *s) {
     cudnnCheck(cudnnSetConvolution2dDescriptor(d->conv, s->pad, s->pad, s->stride, s->stride, 1, 1,
                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     cudnnCheck(cudnnSetConvolutionGroupCount(d->conv, s->groups));
+    // bf16 on tensor cores: with the default math type cuDNN's legacy API offers its slow CUDA-core kernels
+    cudnnCheck(cudnnSetConvolutionMathType(d->conv, CUDNN_TENSOR_OP_MATH));
 }
 
 static void desc_destroy(ConvDesc *d) {
@@ -218,7 +257,24 @@ static int rejected(cudnnStatus_t st) {
     return ((int)st >= 3000 && (int)st < 4000) || st == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
 }
 
-// Deterministic algorithms that fit CONV_WS_MAX, in cuDNN's heuristic order (best expected first).
+// Whether only deterministic algorithms may run (GKA_DETERMINISTIC=1). cuDNN's deterministic weight- and
+// data-gradient algorithms for NHWC bf16 are an order of magnitude slower than the fastest (measured on H100:
+// a GKAVision-T training step 1.36 s against about 0.1 s without the convolutions), so by default the
+// heuristic's best algorithm runs, and a GPU run is reproducible to rounding, not bit for bit.
+static int deterministic_only(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("GKA_DETERMINISTIC");
+        v = e && *e && strcmp(e, "0") != 0;
+    }
+    return v;
+}
+
+// Algorithms that fit CONV_WS_MAX (deterministic ones only when asked), in cuDNN's heuristic order (best
+// expected first).
+#define CONV_TAKE(perf)                                                                                      \
+    ((perf).status == CUDNN_STATUS_SUCCESS && (perf).memory <= CONV_WS_MAX &&                                \
+     (!deterministic_only() || (perf).determinism == CUDNN_DETERMINISTIC))
 static int conv_candidates(CudaCtx *cu, const ConvDesc *d, int dir, ConvCand *out) {
     int got = 0, n = 0;
     if (dir == CONV_FWD) {
@@ -226,25 +282,19 @@ static int conv_candidates(CudaCtx *cu, const ConvDesc *d, int dir, ConvCand *ou
         cudnnCheck(cudnnGetConvolutionForwardAlgorithm_v7(cu->cudnn, d->x, d->w, d->conv, d->y,
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
         for (int i = 0; i < got; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-                perf[i].memory <= CONV_WS_MAX)
-                out[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
+            if (CONV_TAKE(perf[i])) out[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
     } else if (dir == CONV_DGRAD) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         cudnnCheck(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             cu->cudnn, d->w, d->y, d->conv, d->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
         for (int i = 0; i < got; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-                perf[i].memory <= CONV_WS_MAX)
-                out[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
+            if (CONV_TAKE(perf[i])) out[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             cu->cudnn, d->x, d->y, d->conv, d->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
         for (int i = 0; i < got; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-                perf[i].memory <= CONV_WS_MAX)
-                out[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
+            if (CONV_TAKE(perf[i])) out[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
     }
     return n;
 }
@@ -282,13 +332,49 @@ static cudnnStatus_t conv_try(CudaCtx *cu, const ConvDesc *d, int dir, ConvCand 
                                           base);
 }
 
+// The candidates ranked by cuDNN's own timing of each algorithm on these very buffers (cudnnFind*Ex), once
+// per shape: the legacy API's heuristic ranks slow CUDA-core kernels first for NHWC bf16 gradients. FWD:
+// a = x, b = w, out = y. DGRAD: a = dy, b = w, out = dx. WGRAD: a = dy, b = x, out = the workspace's first
+// `reserved` bytes. Returns the number of candidates (0: fall back to the heuristic).
+#define CONV_FIND_WS ((size_t)512 << 20)
+static int conv_find(CudaCtx *cu, const ConvDesc *d, int dir, void *out, const void *a, const void *b,
+                     size_t reserved, ConvCand *cand) {
+    char *base = conv_ws(cu, reserved + CONV_FIND_WS + 256);
+    void *ws = base + reserved;
+    int got = 0, n = 0;
+    cudnnStatus_t st;
+    if (dir == CONV_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        st = cudnnFindConvolutionForwardAlgorithmEx(cu->cudnn, d->x, a, d->w, b, d->conv, d->y, out,
+                                                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws,
+                                                    CONV_FIND_WS);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
+            if (CONV_TAKE(perf[i])) cand[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
+    } else if (dir == CONV_DGRAD) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        st = cudnnFindConvolutionBackwardDataAlgorithmEx(cu->cudnn, d->w, b, d->y, a, d->conv, d->x, out,
+                                                         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf,
+                                                         ws, CONV_FIND_WS);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
+            if (CONV_TAKE(perf[i])) cand[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        st = cudnnFindConvolutionBackwardFilterAlgorithmEx(cu->cudnn, d->x, b, d->y, a, d->conv, d->w, base,
+                                                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got,
+                                                           perf, ws, CONV_FIND_WS);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++)
+            if (CONV_TAKE(perf[i])) cand[n++] = ConvCand{(int)perf[i].algo, (int)perf[i].mathType};
+    }
+    return n;
+}
+
 static int ptr_align(const void *p) {
     uintptr_t u = (uintptr_t)p;
     return (u & 15) == 0 ? 16 : (u & 7) == 0 ? 8 : (u & 3) == 0 ? 4 : 2;
 }
 
 // Runs the direction through cuDNN with the cached algorithm, picking one on the first call of a shape.
-// Returns 0 when no deterministic cuDNN algorithm takes it (cached too), so the caller runs the direct
+// Returns 0 when no cuDNN algorithm takes it (cached too), so the caller runs the direct
 // kernel.
 static int conv_cudnn(CudaCtx *cu, const ConvShape *s, int dir, void *out, const void *a, const void *b,
                       size_t reserved) {
@@ -311,7 +397,8 @@ static int conv_cudnn(CudaCtx *cu, const ConvShape *s, int dir, void *out, const
     }
     if (!ran) {
         ConvCand cand[16];
-        int n = conv_candidates(cu, &d, dir, cand), chosen = -1;
+        int n = conv_find(cu, &d, dir, out, a, b, reserved, cand), chosen = -1;
+        if (n == 0) n = conv_candidates(cu, &d, dir, cand);
         for (int i = 0; i < n && chosen < 0; i++) {
             cudnnStatus_t st = conv_try(cu, &d, dir, cand[i], out, a, b, reserved);
             if (st == CUDNN_STATUS_SUCCESS)
@@ -326,6 +413,14 @@ static int conv_cudnn(CudaCtx *cu, const ConvShape *s, int dir, void *out, const
         }
         slot->algo = chosen >= 0 ? cand[chosen].algo : -1;
         slot->math_type = chosen >= 0 ? cand[chosen].math : 0;
+        if (prof_enabled()) // GKA_PROFILE=1: say which path each shape takes
+            fprintf(stderr,
+                    "conv %s N%d %dx%d %d->%d k%d s%d g%d align %d: %s algo %d math %d (%d candidates)\n",
+                    dir == CONV_FWD     ? "fwd"
+                    : dir == CONV_DGRAD ? "dgrad"
+                                        : "wgrad",
+                    s->N, s->H, s->W, s->C, s->OC, s->K, s->stride, s->groups, align,
+                    chosen >= 0 ? "cudnn" : "DIRECT", slot->algo, slot->math_type, n);
         ran = chosen >= 0;
     }
     desc_destroy(&d);
@@ -346,7 +441,17 @@ extern "C" void conv2d_forward_cuda(bf16_t *out, const bf16_t *inp, const bf16_t
     ConvShape s = conv_shape(N, H, W, C, OC, K, stride, pad, groups);
     long long n = (long long)N * s.OH * s.OW * OC;
     if (n == 0) return;
-    if (!conv_cudnn(cu, &s, CONV_FWD, out, inp, weight, 0)) {
+    int ran = 0;
+    if (C % PAD_C && groups == 1) { // zero channels up to a multiple of 8: the same sums, on tensor cores
+        const int Cp = (C + PAD_C - 1) / PAD_C * PAD_C;
+        ConvShape sp = conv_shape(N, H, W, Cp, OC, K, stride, pad, 1);
+        long long rows = (long long)N * H * W, wrows = (long long)OC * K * K;
+        bf16 *xp = (bf16 *)cuda_scratch(cu, align256((size_t)(rows + wrows) * Cp * sizeof(bf16))),
+             *wp = xp + align256((size_t)rows * Cp * sizeof(bf16)) / sizeof(bf16);
+        pad_channels(xp, inp, rows, C, Cp, cu), pad_channels(wp, weight, wrows, C, Cp, cu);
+        ran = conv_cudnn(cu, &sp, CONV_FWD, out, xp, wp, 0);
+    }
+    if (!ran && !conv_cudnn(cu, &s, CONV_FWD, out, inp, weight, 0)) {
         conv_fwd_direct_kernel<<<ceil_div(n, 256), 256, 0, cu->stream>>>(
             (bf16 *)out, (const bf16 *)inp, (const bf16 *)weight, (const bf16 *)bias, s);
         cudaCheckLast();
@@ -360,6 +465,42 @@ extern "C" void conv2d_forward_cuda(bf16_t *out, const bf16_t *inp, const bf16_t
         conv_bias_add_kernel<<<ceil_div(n, 256), 256, 0, cu->stream>>>((bf16 *)out, (const bf16 *)bias, n,
                                                                        OC);
     cudaCheckLast();
+}
+
+// The backward with channels zero-padded to a multiple of 8 (see conv2d_forward_cuda). Returns 0, having
+// written nothing, when cuDNN takes neither padded direction; the caller then runs the unpadded path.
+static int conv_backward_padded(bf16_t *dinp, float *dweight, const bf16_t *dout, const bf16_t *inp,
+                                const bf16_t *weight, ConvShape s, CudaCtx *cu) {
+    const int C = s.C, Cp = (C + PAD_C - 1) / PAD_C * PAD_C;
+    ConvShape sp = conv_shape(s.N, s.H, s.W, Cp, s.OC, s.K, s.stride, s.pad, 1);
+    long long rows = (long long)s.N * s.H * s.W, wrows = (long long)s.OC * s.K * s.K;
+    size_t x_bytes = align256((size_t)rows * Cp * sizeof(bf16)),
+           w_bytes = align256((size_t)wrows * Cp * sizeof(bf16));
+    char *base = (char *)cuda_scratch(cu, 2 * x_bytes + w_bytes);
+    bf16 *xp = (bf16 *)base, *wp = (bf16 *)(base + x_bytes), *dxp = (bf16 *)(base + x_bytes + w_bytes);
+    if (dweight) {
+        pad_channels(xp, inp, rows, C, Cp, cu);
+        size_t reserved = align256((size_t)wrows * Cp * sizeof(bf16));
+        if (!conv_cudnn(cu, &sp, CONV_WGRAD, NULL, dout, xp, reserved)) return 0;
+        conv_unpad_accumulate_kernel<<<ceil_div(wrows * C, 256), 256, 0, cu->stream>>>(
+            dweight, (const bf16 *)cu->conv_workspace, (int)wrows, C, Cp);
+        cudaCheckLast();
+    }
+    if (dinp) {
+        pad_channels(wp, weight, wrows, C, Cp, cu);
+        if (!conv_cudnn(cu, &sp, CONV_DGRAD, dxp, dout, wp, 0)) {
+            // the weight gradient is done; the input gradient takes the direct kernel
+            long long n = rows * C;
+            conv_dgrad_direct_kernel<<<ceil_div(n, 256), 256, 0, cu->stream>>>(
+                (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)weight, s);
+            cudaCheckLast();
+            return 1;
+        }
+        conv_unpad_channels_kernel<<<ceil_div(rows * C, 256), 256, 0, cu->stream>>>((bf16 *)dinp, dxp, rows,
+                                                                                    C, Cp);
+        cudaCheckLast();
+    }
+    return 1;
 }
 
 extern "C" void conv2d_backward_cuda(bf16_t *dinp, float *dweight, float *dbias, const bf16_t *dout,
@@ -377,6 +518,7 @@ extern "C" void conv2d_backward_cuda(bf16_t *dinp, float *dweight, float *dbias,
         conv_partials_accumulate_kernel<<<ceil_div(OC, 256), 256, 0, cu->stream>>>(dbias, part, chunks, OC);
         cudaCheckLast();
     }
+    if (C % PAD_C && groups == 1 && conv_backward_padded(dinp, dweight, dout, inp, weight, s, cu)) return;
     if (dinp && !conv_cudnn(cu, &s, CONV_DGRAD, dinp, dout, weight, 0)) {
         long long n = (long long)N * H * W * C;
         conv_dgrad_direct_kernel<<<ceil_div(n, 256), 256, 0, cu->stream>>>((bf16 *)dinp, (const bf16 *)dout,

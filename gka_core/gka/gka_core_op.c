@@ -2,6 +2,7 @@
  * (token-recurrent or chunked, the same on CPU and GPU) and calls the CPU or CUDA twin. */
 #include <string.h>
 
+#include "profile.h"
 #include "core.h"
 #include "gka.h"
 #include "gka_chunk.h"
@@ -19,22 +20,24 @@ typedef struct {
     int B, T, H, K, V;
 } CoreDims;
 
-static void want(Tensor t, int io, const char *op, const char *name, Ctx *ctx, int ndim, int64_t d0, int64_t d1,
-                 int64_t d2, int64_t d3) {
+static void want(Tensor t, int io, const char *op, const char *name, Ctx *ctx, int ndim, int64_t d0,
+                 int64_t d1, int64_t d2, int64_t d3) {
     if (!tensor_present(t)) return;
     char buf[128];
     DType dt = (ctx->device == DEV_CUDA && io) ? DT_BF16 : DT_F32;
     int64_t want_shape[4] = {d0, d1, d2, d3};
     int ok = t.device == ctx->device && t.dtype == dt && t.ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = t.shape[i] == want_shape[i];
+    for (int i = 0; ok && i < ndim; i++)
+        ok = t.shape[i] == want_shape[i];
     GK_CHECK(ok, "%s: %s is %s, expected a %d-D %s tensor [%lld, %lld, %lld%s] on the op's device", op, name,
-             tensor_describe(t, buf, sizeof buf), ndim, dtype_name(dt), (long long)d0, (long long)d1, (long long)d2,
-             ndim == 4 ? ", ..." : "");
+             tensor_describe(t, buf, sizeof buf), ndim, dtype_name(dt), (long long)d0, (long long)d1,
+             (long long)d2, ndim == 4 ? ", ..." : "");
 }
 
 /* Shapes of every argument from q and v; io = 1 marks the tensors that are bf16 on CUDA. */
-static CoreDims check_all(const char *op, Ctx *ctx, Tensor q, Tensor v, Tensor k, Tensor g, Tensor gk, Tensor alpha,
-                          Tensor H0, Tensor U0, Tensor x, Tensor f, Tensor o, Tensor HT, Tensor UT) {
+static CoreDims check_all(const char *op, Ctx *ctx, Tensor q, Tensor v, Tensor k, Tensor g, Tensor gk,
+                          Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f, Tensor o, Tensor HT,
+                          Tensor UT) {
     GK_CHECK(tensor_present(q) && tensor_present(k) && tensor_present(v), "%s: q, k and v are required", op);
     GK_CHECK(q.ndim == 4 && v.ndim == 4, "%s: q and v must be [B, T, H, D]", op);
     CoreDims d = {(int)q.shape[0], (int)q.shape[1], (int)q.shape[2], (int)q.shape[3], (int)v.shape[3]};
@@ -62,6 +65,7 @@ static void no_chunked_cuda(const char *op, CoreDims d) {
 }
 #endif
 
+#ifdef GKA_HAVE_CUDA
 static float *saved_ptr(Tensor saved, GkaOpConfig cfg, CoreDims d, Ctx *ctx, const char *op) {
     if (!tensor_present(saved)) return NULL;
     size_t need = gka_core_saved_bytes(cfg, d.B, d.T, d.H, d.K, d.V, ctx->device);
@@ -69,6 +73,7 @@ static float *saved_ptr(Tensor saved, GkaOpConfig cfg, CoreDims d, Ctx *ctx, con
              "%s: `saved` must be float32 of at least %zu bytes on the op's device", op, need);
     return need ? (float *)saved.data : NULL;
 }
+#endif
 
 size_t gka_core_saved_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int V, Device dev) {
 #ifdef GKA_HAVE_CUDA
@@ -80,8 +85,11 @@ size_t gka_core_saved_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int V, 
     return 0;
 }
 
-void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor saved, Tensor q, Tensor k, Tensor v,
-                      Tensor g, Tensor gk, Tensor alpha, Tensor H0, Tensor U0, GkaOpConfig cfg, Ctx *ctx) {
+void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor saved, Tensor q, Tensor k,
+                      Tensor v, Tensor g, Tensor gk, Tensor alpha, Tensor H0, Tensor U0, GkaOpConfig cfg,
+                      Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
+    (void)saved; /* CUDA only */
     const char *op = "gka_core_forward";
     CoreDims d = check_all(op, ctx, q, v, k, g, gk, alpha, H0, U0, x, f, o, HT, UT);
     GK_CHECK(tensor_present(o) && tensor_present(x) && tensor_present(f), "%s: o, x and f are required", op);
@@ -89,17 +97,18 @@ void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
         if (algo != GKA_ALGO_RECURRENT) no_chunked_cuda(op, d);
-        gka_recur_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), B(q), B(k), B(v),
-                               F(g), F(gk), F(alpha), F(H0), F(U0), cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
+        gka_recur_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), B(q), B(k),
+                               B(v), F(g), F(gk), F(alpha), F(H0), F(U0), cfg, d.B, d.T, d.H, d.K, d.V,
+                               ctx->cuda);
 #endif
         return;
     }
     if (algo == GKA_ALGO_RECURRENT)
-        gka_recur_forward_cpu(F(o), F(HT), F(UT), F(x), F(f), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0), F(U0),
-                              cfg, d.B, d.T, d.H, d.K, d.V);
+        gka_recur_forward_cpu(F(o), F(HT), F(UT), F(x), F(f), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0),
+                              F(U0), cfg, d.B, d.T, d.H, d.K, d.V);
     else
-        gka_chunk_forward_cpu(F(o), F(HT), F(UT), F(x), F(f), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0), F(U0),
-                              cfg, d.B, d.T, d.H, d.K, d.V);
+        gka_chunk_forward_cpu(F(o), F(HT), F(UT), F(x), F(f), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0),
+                              F(U0), cfg, d.B, d.T, d.H, d.K, d.V);
     ctx_emulate_bf16(o, ctx);
 }
 
@@ -109,13 +118,16 @@ size_t gka_core_workspace_bytes(GkaOpConfig cfg, int B, int T, int H, int K, int
     return sizeof(float) * (size_t)B * T * H; /* the chunked form's separate dgk, for a tied gate */
 }
 
-void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, Tensor dalpha, Tensor dH0, Tensor dU0,
-                       Tensor work, Tensor d_o, Tensor dHT, Tensor dUT, Tensor q, Tensor k, Tensor v, Tensor g,
-                       Tensor gk, Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f, Tensor saved,
-                       GkaOpConfig cfg, Ctx *ctx) {
+void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, Tensor dalpha, Tensor dH0,
+                       Tensor dU0, Tensor work, Tensor d_o, Tensor dHT, Tensor dUT, Tensor q, Tensor k,
+                       Tensor v, Tensor g, Tensor gk, Tensor alpha, Tensor H0, Tensor U0, Tensor x, Tensor f,
+                       Tensor saved, GkaOpConfig cfg, Ctx *ctx) {
+    PROF_SCOPE(ctx, __func__);
+    (void)saved; /* CUDA only */
     const char *op = "gka_core_backward";
     CoreDims d = check_all(op, ctx, q, v, k, g, gk, alpha, H0, U0, x, f, d_o, dHT, dUT);
-    GK_CHECK(tensor_present(d_o) && tensor_present(x) && tensor_present(f), "%s: d_o, x and f are required", op);
+    GK_CHECK(tensor_present(d_o) && tensor_present(x) && tensor_present(f), "%s: d_o, x and f are required",
+             op);
     want(dq, 1, op, "dq", ctx, 4, d.B, d.T, d.H, d.K);
     want(dk, 1, op, "dk", ctx, 4, d.B, d.T, d.H, d.K);
     want(dv, 1, op, "dv", ctx, 4, d.B, d.T, d.H, d.V);
@@ -131,25 +143,28 @@ void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, T
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
         if (algo != GKA_ALGO_RECURRENT) no_chunked_cuda(op, d);
-        gka_recur_backward_cuda(B(dq), B(dk), B(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work), B(d_o),
-                                F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x), F(f),
-                                saved_ptr(saved, cfg, d, ctx, op), cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
+        gka_recur_backward_cuda(B(dq), B(dk), B(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work),
+                                B(d_o), F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0),
+                                F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), cfg, d.B, d.T, d.H, d.K, d.V,
+                                ctx->cuda);
 #endif
         return;
     }
     if (algo == GKA_ALGO_RECURRENT) {
-        gka_recur_backward_cpu(F(dq), F(dk), F(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work), F(d_o), F(dHT),
-                               F(dUT), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x), F(f), cfg, d.B,
-                               d.T, d.H, d.K, d.V);
+        gka_recur_backward_cpu(F(dq), F(dk), F(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work), F(d_o),
+                               F(dHT), F(dUT), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x),
+                               F(f), cfg, d.B, d.T, d.H, d.K, d.V);
         ctx_emulate_bf16(dq, ctx), ctx_emulate_bf16(dk, ctx), ctx_emulate_bf16(dv, ctx);
         return;
     }
     /* the chunked form writes dg and dgk separately: a tied gate gets dgk in the workspace, then the sum */
     int tied = tensor_present(dg) && dg.data == dgk.data;
     float *dgk_out = tied ? F(work) : F(dgk);
-    gka_chunk_backward_cpu(F(dq), F(dk), F(dv), F(dg), dgk_out, F(dalpha), F(dH0), F(dU0), F(d_o), F(dHT), F(dUT), F(q),
-                           F(k), F(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x), F(f), cfg, d.B, d.T, d.H, d.K, d.V);
+    gka_chunk_backward_cpu(F(dq), F(dk), F(dv), F(dg), dgk_out, F(dalpha), F(dH0), F(dU0), F(d_o), F(dHT),
+                           F(dUT), F(q), F(k), F(v), F(g), F(gk), F(alpha), F(H0), F(U0), F(x), F(f), cfg,
+                           d.B, d.T, d.H, d.K, d.V);
     if (tied)
-        for (int64_t i = 0; i < tensor_numel(dg); i++) F(dg)[i] += dgk_out[i];
+        for (int64_t i = 0; i < tensor_numel(dg); i++)
+            F(dg)[i] += dgk_out[i];
     ctx_emulate_bf16(dq, ctx), ctx_emulate_bf16(dk, ctx), ctx_emulate_bf16(dv, ctx);
 }

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "profile.h"
 #include "core.h"
 #include "gka.h"
 #include "gka_prep.h"
@@ -28,21 +29,25 @@ void gka_config_defaults(GkaConfig *c, int hidden_size, int num_heads, int head_
 int gka_config_check(const GkaConfig *c, GkErr *err) {
     if (c->hidden_size < 1 || c->num_heads < 1 || c->head_dim < 1)
         return gk_fail(err, "GKA: hidden_size, num_heads and head_dim must be positive");
-    if (c->head_dim > 128 || gka_V(c) > 128) return gk_fail(err, "GKA: head dims up to 128 (got %d, %d)", c->head_dim, gka_V(c));
+    if (c->head_dim > 128 || gka_V(c) > 128)
+        return gk_fail(err, "GKA: head dims up to 128 (got %d, %d)", c->head_dim, gka_V(c));
     int hs[3] = {gka_Hq(c), gka_Hk(c), gka_Hv(c)};
     const char *names[3] = {"num_q_heads", "num_k_heads", "num_v_heads"};
     for (int i = 0; i < 3; i++)
         if (hs[i] < 1 || c->num_heads % hs[i] != 0)
             return gk_fail(err, "GKA: %s = %d must divide num_heads = %d", names[i], hs[i], c->num_heads);
-    if (c->num_iter < 1 || c->num_iter > 128) return gk_fail(err, "GKA: num_iter %d outside 1..128", c->num_iter);
-    if (!(c->ridge_ratio > 0.0f)) return gk_fail(err, "GKA: ridge_ratio must be positive (got %g)", c->ridge_ratio);
-    if (c->conv_size < 1 || c->conv_size > 8) return gk_fail(err, "GKA: conv_size %d outside 1..8", c->conv_size);
+    if (c->num_iter < 1 || c->num_iter > 128)
+        return gk_fail(err, "GKA: num_iter %d outside 1..128", c->num_iter);
+    if (!(c->ridge_ratio > 0.0f))
+        return gk_fail(err, "GKA: ridge_ratio must be positive (got %g)", c->ridge_ratio);
+    if (c->conv_size < 1 || c->conv_size > 8)
+        return gk_fail(err, "GKA: conv_size %d outside 1..8", c->conv_size);
     if (c->chunk_size < 1) return gk_fail(err, "GKA: chunk_size must be positive");
     return 0;
 }
 
-static int add(ParamTable *pt, const char *prefix, const char *name, int ndim, int64_t a, int64_t b, int64_t c,
-               ParamKind kind, ParamInit init, float arg) {
+static int add(ParamTable *pt, const char *prefix, const char *name, int ndim, int64_t a, int64_t b,
+               int64_t c, ParamKind kind, ParamInit init, float arg) {
     int64_t shape[3] = {a, b, c};
     return params_add(pt, prefix, name, ndim, shape, kind, init, arg);
 }
@@ -56,13 +61,15 @@ void gka_layer_declare(GkaLayer *l, ParamTable *pt, const char *prefix, const Gk
     const int Cq = gka_Hq(cfg) * K, Ck = gka_Hk(cfg) * K, Cv = gka_Hv(cfg) * V;
     l->op = (GkaOpConfig){cfg->ridge_ratio, cfg->num_iter, cfg->gla_rescale ? 1.0f / sqrtf((float)K) : 1.0f,
                           cfg->chunk_size, GKA_ALGO_AUTO};
-    const float std = 0.02f, conv_bound = 1.0f / sqrtf((float)W); /* PyTorch's Conv1d default: U(+-1/sqrt(fan_in)) */
+    const float std = 0.02f,
+                conv_bound = 1.0f / sqrtf((float)W); /* PyTorch's Conv1d default: U(+-1/sqrt(fan_in)) */
     l->i_q = add(pt, prefix, "q_proj.weight", 2, Cq, d, 0, PARAM_WEIGHT, INIT_TRUNC_NORMAL, std);
     l->i_k = add(pt, prefix, "k_proj.weight", 2, Ck, d, 0, PARAM_WEIGHT, INIT_TRUNC_NORMAL, std);
     l->i_v = add(pt, prefix, "v_proj.weight", 2, Cv, d, 0, PARAM_WEIGHT, INIT_TRUNC_NORMAL, std);
     l->i_qc = add(pt, prefix, "q_conv1d.weight", 3, Cq, 1, W, PARAM_WEIGHT, INIT_UNIFORM, conv_bound);
     l->i_vc = add(pt, prefix, "k_conv1d.weight", 3, Ck, 1, W, PARAM_WEIGHT, INIT_UNIFORM, conv_bound);
-    if (cfg->use_v_conv) l->i_vc = add(pt, prefix, "v_conv1d.weight", 3, Cv, 1, W, PARAM_WEIGHT, INIT_UNIFORM, conv_bound);
+    if (cfg->use_v_conv)
+        l->i_vc = add(pt, prefix, "v_conv1d.weight", 3, Cv, 1, W, PARAM_WEIGHT, INIT_UNIFORM, conv_bound);
     l->i_gw0 = l->i_gw1 = l->i_gb0 = l->i_gb1 = l->i_alog = l->i_g = -1;
     const char *gw[3] = {"b_proj.weight", "alpha_proj.weight", "a_proj.weight"};
     const char *gb[3] = {"b_proj.bias", "alpha_proj.bias", "dt_bias"};
@@ -75,29 +82,37 @@ void gka_layer_declare(GkaLayer *l, ParamTable *pt, const char *prefix, const Gk
         }
     for (int i = 0; i < 3; i++)
         if (on[i]) {
-            int j = add(pt, prefix, gb[i], 1, H, 0, 0, PARAM_NO_DECAY, i == 2 ? INIT_DT_BIAS : INIT_ZERO, 0.0f);
+            int j =
+                add(pt, prefix, gb[i], 1, H, 0, 0, PARAM_NO_DECAY, i == 2 ? INIT_DT_BIAS : INIT_ZERO, 0.0f);
             if (l->i_gb0 < 0) l->i_gb0 = j;
             l->i_gb1 = j;
         }
-    if (cfg->use_forgetting_gate) l->i_alog = add(pt, prefix, "A_log", 1, H, 0, 0, PARAM_NO_DECAY, INIT_LOG_UNIFORM, 16.0f);
-    if (cfg->use_gate) l->i_g = add(pt, prefix, "g_proj.weight", 2, (int64_t)H * V, d, 0, PARAM_WEIGHT, INIT_TRUNC_NORMAL, std);
+    if (cfg->use_forgetting_gate)
+        l->i_alog = add(pt, prefix, "A_log", 1, H, 0, 0, PARAM_NO_DECAY, INIT_LOG_UNIFORM, 16.0f);
+    if (cfg->use_gate)
+        l->i_g =
+            add(pt, prefix, "g_proj.weight", 2, (int64_t)H * V, d, 0, PARAM_WEIGHT, INIT_TRUNC_NORMAL, std);
     l->i_norm = add(pt, prefix, "o_norm.weight", 1, V, 0, 0, PARAM_NO_DECAY, INIT_ONE, 0.0f);
     l->i_o = add(pt, prefix, "o_proj.weight", 2, d, (int64_t)H * V, 0, PARAM_WEIGHT, INIT_TRUNC_NORMAL, std);
 }
 
-void gka_layer_bind(GkaLayer *l, const ParamTable *pt, void *weights, float *master, float *grads, Device dev) {
+void gka_layer_bind(GkaLayer *l, const ParamTable *pt, void *weights, float *master, float *grads,
+                    Device dev) {
     const GkaConfig *c = &l->cfg;
     const int d = c->hidden_size, W = c->conv_size;
     DType wt = dev == DEV_CUDA ? DT_BF16 : DT_F32;
     int last_proj = c->use_v_conv ? l->i_v : l->i_k;
     void *bases[2] = {weights, grads};
     DType dts[2] = {wt, DT_F32};
-    Tensor *dst[2][9] = {{&l->w_qkv, &l->w_v, &l->w_conv, &l->w_gate, &l->b_gate, &l->A_log, &l->w_g, &l->w_norm, &l->w_o},
-                         {&l->gw_qkv, &l->gw_v, &l->gw_conv, &l->gw_gate, &l->gb_gate, &l->gA_log, &l->gw_g, &l->gw_norm, &l->gw_o}};
+    Tensor *dst[2][9] = {
+        {&l->w_qkv, &l->w_v, &l->w_conv, &l->w_gate, &l->b_gate, &l->A_log, &l->w_g, &l->w_norm, &l->w_o},
+        {&l->gw_qkv, &l->gw_v, &l->gw_conv, &l->gw_gate, &l->gb_gate, &l->gA_log, &l->gw_g, &l->gw_norm,
+         &l->gw_o}};
     for (int r = 0; r < 2; r++) {
         void *b = bases[r];
         if (!b) {
-            for (int i = 0; i < 9; i++) *dst[r][i] = TENSOR_NONE;
+            for (int i = 0; i < 9; i++)
+                *dst[r][i] = TENSOR_NONE;
             continue;
         }
         *dst[r][0] = params_span(pt, l->i_q, last_proj, d, b, dts[r], dev);
@@ -141,7 +156,8 @@ void gka_layer_setup(GkaLayer *l, Arena *a, int S, int L, int train) {
     l->x = T4(DT_F32, S, L, H, K);
     l->f = T3(DT_F32, S, L, H);
     size_t sb = gka_core_saved_bytes(l->op, S, L, H, K, V, a->device);
-    l->saved = (train && sb) ? arena_tensor(a, DT_F32, 1, (int64_t[]){(int64_t)(sb / sizeof(float))}) : TENSOR_NONE;
+    l->saved =
+        (train && sb) ? arena_tensor(a, DT_F32, 1, (int64_t[]){(int64_t)(sb / sizeof(float))}) : TENSOR_NONE;
     l->o = T4(at, S, L, H, V);
     l->rstd = arena_tensor(a, DT_F32, 1, (int64_t[]){M * H});
     l->z = c->use_gate ? T2(at, M * H, V) : TENSOR_NONE;
@@ -171,6 +187,7 @@ void gka_layer_setup(GkaLayer *l, Arena *a, int S, int L, int train) {
 #define PB(t) ((bf16_t *)(t).data)
 
 static void prep_forward(GkaLayer *l, Ctx *ctx) {
+    PROF_SCOPE(ctx, "gka_prep_forward");
     int64_t M = (int64_t)l->S * l->L;
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
@@ -185,12 +202,13 @@ static void prep_forward(GkaLayer *l, Ctx *ctx) {
 }
 
 static void prep_backward(GkaLayer *l, Ctx *ctx) {
+    PROF_SCOPE(ctx, "gka_prep_backward");
     int64_t M = (int64_t)l->S * l->L;
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
-        gka_prep_backward_cuda(PB(l->dqkv_c), PB(l->dvraw), PB(l->dgpre), PF(l->gA_log), PF(l->prep_work), PB(l->dq),
-                               PB(l->dk), PB(l->dv), PF(l->dg), PF(l->dalpha), PB(l->qkv_c), PB(l->vraw), PB(l->gpre),
-                               PF(l->A_log), &l->cfg, M, ctx->cuda);
+        gka_prep_backward_cuda(PB(l->dqkv_c), PB(l->dvraw), PB(l->dgpre), PF(l->gA_log), PF(l->prep_work),
+                               PB(l->dq), PB(l->dk), PB(l->dv), PF(l->dg), PF(l->dalpha), PB(l->qkv_c),
+                               PB(l->vraw), PB(l->gpre), PF(l->A_log), &l->cfg, M, ctx->cuda);
 #endif
     } else {
         gka_prep_backward_cpu(PF(l->dqkv_c), PF(l->dvraw), PF(l->dgpre), PF(l->gA_log), PF(l->dq), PF(l->dk),
@@ -219,10 +237,11 @@ void gka_layer_forward(GkaLayer *l, Tensor out, Tensor inp, Ctx *ctx) {
     if (tensor_present(l->gpre)) matmul_forward(l->gpre, TENSOR_NONE, inp, l->w_gate, l->b_gate, ctx);
     prep_forward(l, ctx);
     Tensor gk = c->use_forgetting_gate_kk ? l->g : TENSOR_NONE;
-    gka_core_forward(l->o, TENSOR_NONE, TENSOR_NONE, l->x, l->f, l->saved, l->q, l->k, l->v, l->g, gk, l->alpha,
-                     TENSOR_NONE, TENSOR_NONE, l->op, ctx);
+    gka_core_forward(l->o, TENSOR_NONE, TENSOR_NONE, l->x, l->f, l->saved, l->q, l->k, l->v, l->g, gk,
+                     l->alpha, TENSOR_NONE, TENSOR_NONE, l->op, ctx);
     Tensor o_rows = rows_of(l->o, M * H, V);
-    if (c->use_gate) matmul_forward(rows_of(l->z, M, (int64_t)H * V), TENSOR_NONE, inp, l->w_g, TENSOR_NONE, ctx);
+    if (c->use_gate)
+        matmul_forward(rows_of(l->z, M, (int64_t)H * V), TENSOR_NONE, inp, l->w_g, TENSOR_NONE, ctx);
     rmsnorm_forward(rows_of(l->on, M * H, V), l->rstd, o_rows, l->z, l->w_norm, c->norm_eps, ctx);
     matmul_forward(out, TENSOR_NONE, l->on, l->w_o, TENSOR_NONE, ctx);
 }
@@ -233,18 +252,21 @@ void gka_layer_backward(GkaLayer *l, Tensor dinp, Tensor dout, Tensor inp, int d
     const int64_t M = (int64_t)l->S * l->L;
     GK_CHECK(tensor_present(l->d_o), "gka_layer_backward: the layer was set up without training buffers");
     matmul_backward(l->d_on, l->gw_o, TENSOR_NONE, dout, l->on, l->w_o, TENSOR_NONE, 0, ctx);
-    rmsnorm_backward(rows_of(l->d_o, M * H, V), l->dz, l->gw_norm, rows_of(l->d_on, M * H, V), rows_of(l->o, M * H, V),
-                     l->z, l->w_norm, l->rstd, ctx);
-    Tensor gk = c->use_forgetting_gate_kk ? l->g : TENSOR_NONE, dgk = c->use_forgetting_gate_kk ? l->dg : TENSOR_NONE;
+    rmsnorm_backward(rows_of(l->d_o, M * H, V), l->dz, l->gw_norm, rows_of(l->d_on, M * H, V),
+                     rows_of(l->o, M * H, V), l->z, l->w_norm, l->rstd, ctx);
+    Tensor gk = c->use_forgetting_gate_kk ? l->g : TENSOR_NONE,
+           dgk = c->use_forgetting_gate_kk ? l->dg : TENSOR_NONE;
     gka_core_backward(l->dq, l->dk, l->dv, l->dg, dgk, l->dalpha, TENSOR_NONE, TENSOR_NONE, l->work, l->d_o,
-                      TENSOR_NONE, TENSOR_NONE, l->q, l->k, l->v, l->g, gk, l->alpha, TENSOR_NONE, TENSOR_NONE, l->x,
-                      l->f, l->saved, l->op, ctx);
+                      TENSOR_NONE, TENSOR_NONE, l->q, l->k, l->v, l->g, gk, l->alpha, TENSOR_NONE,
+                      TENSOR_NONE, l->x, l->f, l->saved, l->op, ctx);
     prep_backward(l, ctx);
     shortconv_backward(l->dqkv, l->gw_conv, l->dqkv_c, l->qkv, l->w_conv, 1, ACT_SILU, ctx);
     matmul_backward(dinp, l->gw_qkv, TENSOR_NONE, l->dqkv, inp, l->w_qkv, TENSOR_NONE, dinp_accumulate, ctx);
-    if (!c->use_v_conv) matmul_backward(dinp, l->gw_v, TENSOR_NONE, l->dvraw, inp, l->w_v, TENSOR_NONE, 1, ctx);
+    if (!c->use_v_conv)
+        matmul_backward(dinp, l->gw_v, TENSOR_NONE, l->dvraw, inp, l->w_v, TENSOR_NONE, 1, ctx);
     if (tensor_present(l->gpre))
         matmul_backward(dinp, l->gw_gate, l->gb_gate, l->dgpre, inp, l->w_gate, TENSOR_NONE, 1, ctx);
     if (c->use_gate)
-        matmul_backward(dinp, l->gw_g, TENSOR_NONE, rows_of(l->dz, M, (int64_t)H * V), inp, l->w_g, TENSOR_NONE, 1, ctx);
+        matmul_backward(dinp, l->gw_g, TENSOR_NONE, rows_of(l->dz, M, (int64_t)H * V), inp, l->w_g,
+                        TENSOR_NONE, 1, ctx);
 }
