@@ -26,16 +26,18 @@ fi
 echo "build: $(($(date +%s) - t0)) s"
 build/test_launch | tail -1
 data=${GKAV_SYNTH_DIR:-/tmp/gkav_synth}
-build/gkav data synth "$data" --classes 1000 --train 25600 --val 1000 --workers "$(nproc)"
+# enough images that 45 steps of the largest count stay inside one epoch (no evaluation or checkpoint among them)
+n_train=${GKAV_SYNTH_TRAIN:-25600}
+build/gkav data synth "$data" --classes 1000 --train "$n_train" --val 1000 --workers "$(nproc)"
 B=${GKAV_BATCH:-256}
-per_gpu_workers=16
+per_gpu_workers=${GKAV_WORKERS:-16}
 printf '%-6s %12s %12s %10s\n' gpus images/s per-gpu scaling >"$OUT/scaling.txt"
 one=""
 for g in "${counts[@]}"; do
   run="$OUT/t_${g}gpu"
   rm -rf "$run"
   timeout 300 build/gkav train --model gkavision_t --data-dir "$data" --device cuda --gpus "$g" --batch-size "$B" \
-    --workers $per_gpu_workers --max-steps 45 --log-interval 15 --limit-eval 256 --output "$run" \
+    --workers "$per_gpu_workers" --max-steps 45 --log-interval 15 --limit-eval 256 --output "$run" \
     >"$OUT/train_${g}gpu.log" 2>&1
   echo "--- $g GPU(s): exit $?"
   grep -E "^training|^epoch|error|gkav train" "$OUT/train_${g}gpu.log" | head -8

@@ -14,13 +14,18 @@
 //   also accumulates dweight and dbias, and a backwards pass for dinp that recomputes the pre-activation.
 // Every grid is one full wave of resident blocks (no half-empty last wave); the reduction order then depends
 // on the shape and the GPU model only, so the sums are bit-identical from run to run. The pre-activation is
-// (x - mean) * (rstd * weight) + bias everywhere, as in the CPU twin.
+// (x - mean) * (rstd * weight) + bias everywhere, as in the CPU twin. The activation is a template argument
+// (act.cuh's switch then folds away inside the unrolled loops; GELU-tanh is its fast sigmoid form there).
 #include "act.cuh"
 #include "cuda_common.h"
 #include "ops_cuda.h"
 
 #define BN_THREADS 256
 #define BN_UNROLL 4
+/* The backward with GELU-tanh keeps fewer loads in flight per thread: its arithmetic needs the registers, and
+ * the occupancy they buy hides more (measured on H100: 4 -> 2 took the level-0/1 shapes from 76/73% to 87/84%
+ * of copy bandwidth). */
+#define BN_UNROLL_GELU_BWD 2
 
 // Loads keep the raw 16 bytes (4 registers for 8 channels) until the arithmetic needs each value: converting
 // at load time would hold 4x BN_UNROLL more registers across the loads in flight.
@@ -47,10 +52,10 @@ template <int VEC> __device__ __forceinline__ void bn_load(float *f, const bf16 
 template <int VEC> __device__ __forceinline__ void bn_store(bf16 *p, const float *f) {
     if (VEC == 8) {
         uint4 raw;
-        bf16 *h = reinterpret_cast<bf16 *>(&raw);
+        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
 #pragma unroll
-        for (int u = 0; u < 8; u++)
-            h[u] = __float2bfloat16_rn(f[u]);
+        for (int u = 0; u < 4; u++)
+            h[u] = __floats2bfloat162_rn(f[2 * u], f[2 * u + 1]); /* two to a conversion instruction */
         __stcs(reinterpret_cast<uint4 *>(p), raw);
     } else {
         *p = __float2bfloat16_rn(f[0]);
@@ -196,10 +201,10 @@ __global__ void __launch_bounds__(BN_THREADS)
 
 // out = act((x - mean) * scale + bias), scale = rstd * weight (training) or (1/sqrt(var + eps)) * weight
 // (eval, rstd == NULL). Walks each thread's indices from the last to the first.
-template <int VEC>
+template <int VEC, int ACT>
 __global__ void __launch_bounds__(BN_THREADS)
     bn_apply_kernel(bf16 *out, const bf16 *inp, const float *mean, const float *rstd, const float *var,
-                    const bf16 *weight, const bf16 *bias, float eps, int act, long long M, int C) {
+                    const bf16 *weight, const bf16 *bias, float eps, long long M, int C) {
     BnWalk w = bn_walk<VEC>(M, C);
     if (w.gid >= w.Tp || w.gid >= w.nv) return;
     int c0 = (int)(w.gid % w.V) * VEC;
@@ -223,7 +228,7 @@ __global__ void __launch_bounds__(BN_THREADS)
             float y[VEC];
 #pragma unroll
             for (int u = 0; u < VEC; u++)
-                y[u] = act_apply_d(act, (bn_at<VEC>(rx[k], u) - shift[u]) * scale[u] + b[u]);
+                y[u] = act_apply_d(ACT, (bn_at<VEC>(rx[k], u) - shift[u]) * scale[u] + b[u]);
             bn_store<VEC>(out + (i - k * w.Tp) * VEC, y);
         }
     }
@@ -232,7 +237,7 @@ __global__ void __launch_bounds__(BN_THREADS)
         bn_load<VEC>(x, inp + i * VEC);
 #pragma unroll
         for (int u = 0; u < VEC; u++)
-            x[u] = act_apply_d(act, (x[u] - shift[u]) * scale[u] + b[u]);
+            x[u] = act_apply_d(ACT, (x[u] - shift[u]) * scale[u] + b[u]);
         bn_store<VEC>(out + i * VEC, x);
     }
 }
@@ -241,11 +246,12 @@ __global__ void __launch_bounds__(BN_THREADS)
 // ---------------------------------------------------------------------------------------------------
 
 // part[block][2][C] = (sum g, sum g x_hat) over the block's rows, g = dout * act'(pre), x_hat = (x - mean)
-// rstd.
-template <int VEC>
+// rstd. A thread sums g (x - mean) and applies its channel's rstd once at the end.
+template <int VEC, int ACT>
 __global__ void __launch_bounds__(BN_THREADS)
     bn_bwd_reduce_kernel(float *part, const bf16 *dout, const bf16 *inp, const float *mean, const float *rstd,
-                         const bf16 *weight, const bf16 *bias, int act, long long M, int C) {
+                         const bf16 *weight, const bf16 *bias, long long M, int C) {
+    const int U = ACT == ACT_GELU_TANH ? BN_UNROLL_GELU_BWD : BN_UNROLL;
     __shared__ float s_g[BN_THREADS][VEC], s_gx[BN_THREADS][VEC];
     BnWalk w = bn_walk<VEC>(M, C);
     float sg[VEC], sgx[VEC];
@@ -254,28 +260,28 @@ __global__ void __launch_bounds__(BN_THREADS)
         sg[u] = sgx[u] = 0.0f;
     if (w.gid < w.Tp && w.gid < w.nv) {
         int c0 = (int)(w.gid % w.V) * VEC;
-        float mu[VEC], rs[VEC], scale[VEC], b[VEC];
+        float mu[VEC], scale[VEC], b[VEC];
 #pragma unroll
         for (int u = 0; u < VEC; u++) {
-            mu[u] = mean[c0 + u], rs[u] = rstd[c0 + u], b[u] = __bfloat162float(bias[c0 + u]);
-            scale[u] = rs[u] * __bfloat162float(weight[c0 + u]);
+            mu[u] = mean[c0 + u], b[u] = __bfloat162float(bias[c0 + u]);
+            scale[u] = rstd[c0 + u] * __bfloat162float(weight[c0 + u]);
         }
         long long i = w.gid;
-        for (; i + (BN_UNROLL - 1) * w.Tp < w.nv; i += BN_UNROLL * w.Tp) {
-            uint4 rx[BN_UNROLL], rd[BN_UNROLL];
+        for (; i + (U - 1) * w.Tp < w.nv; i += U * w.Tp) {
+            uint4 rx[U], rd[U];
 #pragma unroll
-            for (int k = 0; k < BN_UNROLL; k++) {
+            for (int k = 0; k < U; k++) {
                 rx[k] = bn_raw<VEC>(inp + (i + k * w.Tp) * VEC);
                 rd[k] = bn_raw<VEC>(dout + (i + k * w.Tp) * VEC);
             }
 #pragma unroll
-            for (int k = 0; k < BN_UNROLL; k++)
+            for (int k = 0; k < U; k++)
 #pragma unroll
                 for (int u = 0; u < VEC; u++) {
                     float d = bn_at<VEC>(rx[k], u) - mu[u];
-                    float g = bn_at<VEC>(rd[k], u) * act_grad_d(act, d * scale[u] + b[u]);
+                    float g = bn_at<VEC>(rd[k], u) * act_grad_d(ACT, d * scale[u] + b[u]);
                     sg[u] += g;
-                    sgx[u] += g * (d * rs[u]);
+                    sgx[u] += g * d;
                 }
         }
         for (; i < w.nv; i += w.Tp) {
@@ -284,11 +290,14 @@ __global__ void __launch_bounds__(BN_THREADS)
             bn_load<VEC>(dy, dout + i * VEC);
 #pragma unroll
             for (int u = 0; u < VEC; u++) {
-                float d = x[u] - mu[u], g = dy[u] * act_grad_d(act, d * scale[u] + b[u]);
+                float d = x[u] - mu[u], g = dy[u] * act_grad_d(ACT, d * scale[u] + b[u]);
                 sg[u] += g;
-                sgx[u] += g * (d * rs[u]);
+                sgx[u] += g * d;
             }
         }
+#pragma unroll
+        for (int u = 0; u < VEC; u++)
+            sgx[u] *= rstd[c0 + u];
     }
 #pragma unroll
     for (int u = 0; u < VEC; u++)
@@ -329,39 +338,40 @@ __global__ void __launch_bounds__(BN_THREADS)
     coef[C + c] = (float)(sgx[0] / (double)M);
 }
 
-// dinp = (g - mean g - x_hat mean(g x_hat)) * scale, walking each thread's indices backwards.
-template <int VEC>
+// dinp = (g - mean g - x_hat mean(g x_hat)) * scale, walking each thread's indices backwards; x_hat mean(g
+// x_hat) is (x - mean) * mgx with mgx = rstd mean(g x_hat) folded per channel.
+template <int VEC, int ACT>
 __global__ void __launch_bounds__(BN_THREADS)
     bn_bwd_apply_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, const float *mean, const float *rstd,
-                        const bf16 *weight, const bf16 *bias, const float *coef, int act, long long M,
-                        int C) {
+                        const bf16 *weight, const bf16 *bias, const float *coef, long long M, int C) {
+    const int U = ACT == ACT_GELU_TANH ? BN_UNROLL_GELU_BWD : BN_UNROLL;
     BnWalk w = bn_walk<VEC>(M, C);
     if (w.gid >= w.Tp || w.gid >= w.nv) return;
     int c0 = (int)(w.gid % w.V) * VEC;
-    float mu[VEC], rs[VEC], scale[VEC], b[VEC], mg[VEC], mgx[VEC];
+    float mu[VEC], scale[VEC], b[VEC], mg[VEC], mgx[VEC];
 #pragma unroll
     for (int u = 0; u < VEC; u++) {
         int c = c0 + u;
-        mu[u] = mean[c], rs[u] = rstd[c], b[u] = __bfloat162float(bias[c]);
-        scale[u] = rs[u] * __bfloat162float(weight[c]);
-        mg[u] = coef[c], mgx[u] = coef[C + c];
+        mu[u] = mean[c], b[u] = __bfloat162float(bias[c]);
+        scale[u] = rstd[c] * __bfloat162float(weight[c]);
+        mg[u] = coef[c], mgx[u] = rstd[c] * coef[C + c];
     }
     long long i = w.gid + (w.nv - 1 - w.gid) / w.Tp * w.Tp;
-    for (; i - (BN_UNROLL - 1) * w.Tp >= w.gid; i -= BN_UNROLL * w.Tp) {
-        uint4 rx[BN_UNROLL], rd[BN_UNROLL];
+    for (; i - (U - 1) * w.Tp >= w.gid; i -= U * w.Tp) {
+        uint4 rx[U], rd[U];
 #pragma unroll
-        for (int k = 0; k < BN_UNROLL; k++) {
+        for (int k = 0; k < U; k++) {
             rx[k] = bn_raw<VEC>(inp + (i - k * w.Tp) * VEC);
             rd[k] = bn_raw<VEC>(dout + (i - k * w.Tp) * VEC);
         }
 #pragma unroll
-        for (int k = 0; k < BN_UNROLL; k++) {
+        for (int k = 0; k < U; k++) {
             float y[VEC];
 #pragma unroll
             for (int u = 0; u < VEC; u++) {
                 float d = bn_at<VEC>(rx[k], u) - mu[u];
-                float g = bn_at<VEC>(rd[k], u) * act_grad_d(act, d * scale[u] + b[u]);
-                y[u] = (g - mg[u] - d * rs[u] * mgx[u]) * scale[u];
+                float g = bn_at<VEC>(rd[k], u) * act_grad_d(ACT, d * scale[u] + b[u]);
+                y[u] = (g - mg[u] - d * mgx[u]) * scale[u];
             }
             bn_store<VEC>(dinp + (i - k * w.Tp) * VEC, y);
         }
@@ -372,8 +382,8 @@ __global__ void __launch_bounds__(BN_THREADS)
         bn_load<VEC>(dy, dout + i * VEC);
 #pragma unroll
         for (int u = 0; u < VEC; u++) {
-            float d = x[u] - mu[u], g = dy[u] * act_grad_d(act, d * scale[u] + b[u]);
-            x[u] = (g - mg[u] - d * rs[u] * mgx[u]) * scale[u];
+            float d = x[u] - mu[u], g = dy[u] * act_grad_d(ACT, d * scale[u] + b[u]);
+            x[u] = (g - mg[u] - d * mgx[u]) * scale[u];
         }
         bn_store<VEC>(dinp + i * VEC, x);
     }
@@ -402,34 +412,56 @@ static int bn_blocks(const void *kernel, long long M, int C, int vec, CudaCtx *c
     return (int)(b < least ? least : b);
 }
 
+// The kernel of each pass for a vector width and an activation (ops.c admits none, ReLU and GELU-tanh).
+typedef void (*BnStatsFn)(float *, const bf16 *, long long, int);
+typedef void (*BnApplyFn)(bf16 *, const bf16 *, const float *, const float *, const float *, const bf16 *,
+                          const bf16 *, float, long long, int);
+typedef void (*BnReduceFn)(float *, const bf16 *, const bf16 *, const float *, const float *, const bf16 *,
+                           const bf16 *, long long, int);
+typedef void (*BnBwdApplyFn)(bf16 *, const bf16 *, const bf16 *, const float *, const float *, const bf16 *,
+                             const bf16 *, const float *, long long, int);
+
+template <int VEC> static BnApplyFn bn_apply_fn(int act) {
+    return act == ACT_RELU        ? bn_apply_kernel<VEC, ACT_RELU>
+           : act == ACT_GELU_TANH ? bn_apply_kernel<VEC, ACT_GELU_TANH>
+                                  : bn_apply_kernel<VEC, ACT_NONE>;
+}
+template <int VEC> static BnReduceFn bn_reduce_fn(int act) {
+    return act == ACT_RELU        ? bn_bwd_reduce_kernel<VEC, ACT_RELU>
+           : act == ACT_GELU_TANH ? bn_bwd_reduce_kernel<VEC, ACT_GELU_TANH>
+                                  : bn_bwd_reduce_kernel<VEC, ACT_NONE>;
+}
+template <int VEC> static BnBwdApplyFn bn_bwd_apply_fn(int act) {
+    return act == ACT_RELU        ? bn_bwd_apply_kernel<VEC, ACT_RELU>
+           : act == ACT_GELU_TANH ? bn_bwd_apply_kernel<VEC, ACT_GELU_TANH>
+                                  : bn_bwd_apply_kernel<VEC, ACT_NONE>;
+}
+
+static void bn_apply(bf16_t *out, const bf16_t *inp, const float *mean, const float *rstd, const float *var,
+                     const bf16_t *weight, const bf16_t *bias, float eps, Act act, int64_t M, int C, int vec,
+                     CudaCtx *cu) {
+    BnApplyFn apply = vec == 8 ? bn_apply_fn<8>((int)act) : bn_apply_fn<1>((int)act);
+    int blocks = bn_blocks((const void *)apply, M, C, vec, cu);
+    apply<<<blocks, BN_THREADS, 0, cu->stream>>>((bf16 *)out, (const bf16 *)inp, mean, rstd, var,
+                                                 (const bf16 *)weight, (const bf16 *)bias, eps, M, C);
+    cudaCheckLast();
+}
+
 extern "C" void batchnorm_forward_train_cuda(bf16_t *out, float *mean, float *rstd, float *running_mean,
                                              float *running_var, const bf16_t *inp, const bf16_t *weight,
                                              const bf16_t *bias, float momentum, float eps, Act act,
                                              int64_t M, int C, CudaCtx *cu) {
     if (M == 0) return;
     int vec = bn_vec(C, out, inp, NULL);
-    const void *stats = vec == 8 ? (const void *)bn_stats_kernel<8> : (const void *)bn_stats_kernel<1>;
-    int blocks = bn_blocks(stats, M, C, vec, cu);
+    BnStatsFn stats = vec == 8 ? bn_stats_kernel<8> : bn_stats_kernel<1>;
+    int blocks = bn_blocks((const void *)stats, M, C, vec, cu);
     float *part = (float *)cuda_scratch(cu, (size_t)blocks * 3 * C * sizeof(float));
-    if (vec == 8)
-        bn_stats_kernel<8><<<blocks, BN_THREADS, 0, cu->stream>>>(part, (const bf16 *)inp, M, C);
-    else
-        bn_stats_kernel<1><<<blocks, BN_THREADS, 0, cu->stream>>>(part, (const bf16 *)inp, M, C);
+    stats<<<blocks, BN_THREADS, 0, cu->stream>>>(part, (const bf16 *)inp, M, C);
     cudaCheckLast();
     bn_stats_combine_kernel<<<C, BN_THREADS, 0, cu->stream>>>(mean, rstd, running_mean, running_var, part,
                                                               blocks, M, C, momentum, eps);
     cudaCheckLast();
-    const void *apply = vec == 8 ? (const void *)bn_apply_kernel<8> : (const void *)bn_apply_kernel<1>;
-    blocks = bn_blocks(apply, M, C, vec, cu);
-    if (vec == 8)
-        bn_apply_kernel<8><<<blocks, BN_THREADS, 0, cu->stream>>>((bf16 *)out, (const bf16 *)inp, mean, rstd,
-                                                                  NULL, (const bf16 *)weight,
-                                                                  (const bf16 *)bias, eps, (int)act, M, C);
-    else
-        bn_apply_kernel<1><<<blocks, BN_THREADS, 0, cu->stream>>>((bf16 *)out, (const bf16 *)inp, mean, rstd,
-                                                                  NULL, (const bf16 *)weight,
-                                                                  (const bf16 *)bias, eps, (int)act, M, C);
-    cudaCheckLast();
+    bn_apply(out, inp, mean, rstd, NULL, weight, bias, eps, act, M, C, vec, cu);
 }
 
 extern "C" void batchnorm_forward_eval_cuda(bf16_t *out, const bf16_t *inp, const bf16_t *weight,
@@ -437,18 +469,8 @@ extern "C" void batchnorm_forward_eval_cuda(bf16_t *out, const bf16_t *inp, cons
                                             const float *running_var, float eps, Act act, int64_t M, int C,
                                             CudaCtx *cu) {
     if (M == 0) return;
-    int vec = bn_vec(C, out, inp, NULL);
-    const void *apply = vec == 8 ? (const void *)bn_apply_kernel<8> : (const void *)bn_apply_kernel<1>;
-    int blocks = bn_blocks(apply, M, C, vec, cu);
-    if (vec == 8)
-        bn_apply_kernel<8><<<blocks, BN_THREADS, 0, cu->stream>>>(
-            (bf16 *)out, (const bf16 *)inp, running_mean, NULL, running_var, (const bf16 *)weight,
-            (const bf16 *)bias, eps, (int)act, M, C);
-    else
-        bn_apply_kernel<1><<<blocks, BN_THREADS, 0, cu->stream>>>(
-            (bf16 *)out, (const bf16 *)inp, running_mean, NULL, running_var, (const bf16 *)weight,
-            (const bf16 *)bias, eps, (int)act, M, C);
-    cudaCheckLast();
+    bn_apply(out, inp, running_mean, NULL, running_var, weight, bias, eps, act, M, C,
+             bn_vec(C, out, inp, NULL), cu);
 }
 
 extern "C" void batchnorm_backward_cuda(bf16_t *dinp, float *dweight, float *dbias, const bf16_t *dout,
@@ -457,33 +479,19 @@ extern "C" void batchnorm_backward_cuda(bf16_t *dinp, float *dweight, float *dbi
                                         CudaCtx *cu) {
     if (M == 0 || (!dinp && !dweight && !dbias)) return;
     int vec = bn_vec(C, dinp, dout, inp);
-    const void *reduce =
-        vec == 8 ? (const void *)bn_bwd_reduce_kernel<8> : (const void *)bn_bwd_reduce_kernel<1>;
-    int blocks = bn_blocks(reduce, M, C, vec, cu);
+    BnReduceFn reduce = vec == 8 ? bn_reduce_fn<8>((int)act) : bn_reduce_fn<1>((int)act);
+    int blocks = bn_blocks((const void *)reduce, M, C, vec, cu);
     float *coef = (float *)cuda_scratch(cu, ((size_t)blocks + 1) * 2 * C * sizeof(float));
     float *part = coef + 2 * C;
-    if (vec == 8)
-        bn_bwd_reduce_kernel<8>
-            <<<blocks, BN_THREADS, 0, cu->stream>>>(part, (const bf16 *)dout, (const bf16 *)inp, mean, rstd,
-                                                    (const bf16 *)weight, (const bf16 *)bias, (int)act, M, C);
-    else
-        bn_bwd_reduce_kernel<1>
-            <<<blocks, BN_THREADS, 0, cu->stream>>>(part, (const bf16 *)dout, (const bf16 *)inp, mean, rstd,
-                                                    (const bf16 *)weight, (const bf16 *)bias, (int)act, M, C);
+    reduce<<<blocks, BN_THREADS, 0, cu->stream>>>(part, (const bf16 *)dout, (const bf16 *)inp, mean, rstd,
+                                                  (const bf16 *)weight, (const bf16 *)bias, M, C);
     cudaCheckLast();
     bn_bwd_combine_kernel<<<C, BN_THREADS, 0, cu->stream>>>(dweight, dbias, coef, part, blocks, M, C);
     cudaCheckLast();
     if (!dinp) return;
-    const void *apply =
-        vec == 8 ? (const void *)bn_bwd_apply_kernel<8> : (const void *)bn_bwd_apply_kernel<1>;
-    blocks = bn_blocks(apply, M, C, vec, cu);
-    if (vec == 8)
-        bn_bwd_apply_kernel<8><<<blocks, BN_THREADS, 0, cu->stream>>>(
-            (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, mean, rstd, (const bf16 *)weight,
-            (const bf16 *)bias, coef, (int)act, M, C);
-    else
-        bn_bwd_apply_kernel<1><<<blocks, BN_THREADS, 0, cu->stream>>>(
-            (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, mean, rstd, (const bf16 *)weight,
-            (const bf16 *)bias, coef, (int)act, M, C);
+    BnBwdApplyFn apply = vec == 8 ? bn_bwd_apply_fn<8>((int)act) : bn_bwd_apply_fn<1>((int)act);
+    blocks = bn_blocks((const void *)apply, M, C, vec, cu);
+    apply<<<blocks, BN_THREADS, 0, cu->stream>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, mean,
+                                                 rstd, (const bf16 *)weight, (const bf16 *)bias, coef, M, C);
     cudaCheckLast();
 }
