@@ -27,20 +27,28 @@ static void usage(FILE *f) {
 /* OpenBLAS (Debian's, DYNAMIC_ARCH) picks its kernels by CPU model at load time; a virtual machine that
  * reports a generic "Intel Xeon Processor" gets the Prescott (SSE3) kernels, 2-3x slower. When that happened
  * on a CPU with AVX-512 or AVX2, name the matching core and start again (OpenBLAS reads OPENBLAS_CORETYPE
- * only while loading). OPENBLAS_CORETYPE set by the user is left alone. */
-static void fix_blas_core(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott") != 0) return;
-    __builtin_cpu_init();
-    const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
-                       : __builtin_cpu_supports("avx2")  ? "Haswell"
-                                                         : NULL;
-    if (!core) return;
-    setenv("OPENBLAS_CORETYPE", core, 1);
-    execv("/proc/self/exe", argv); /* on failure, go on with the slow kernels */
+ * only while loading). OPENBLAS_CORETYPE set by the user is left alone. Likewise OpenBLAS sizes its thread
+ * pool at load time, and Debian's build supports 64 threads: on a machine with more cores (the 8-GPU hosts
+ * have 128) it warns and can crash. We call it single-threaded anyway (gemm.c splits the work over OpenMP),
+ * so OPENBLAS_NUM_THREADS=1 is set before it loads. */
+static void fix_blas_env(char **argv) {
+    int again = 0;
+    if (!getenv("OPENBLAS_NUM_THREADS") && sysconf(_SC_NPROCESSORS_ONLN) > 64) {
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        again = 1;
+    }
+    if (!getenv("OPENBLAS_CORETYPE") && strcmp(openblas_get_corename(), "Prescott") == 0) {
+        __builtin_cpu_init();
+        const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                           : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                             : NULL;
+        if (core) setenv("OPENBLAS_CORETYPE", core, 1), again = 1;
+    }
+    if (again) execv("/proc/self/exe", argv); /* on failure, go on as loaded */
 }
 
 int main(int argc, char **argv) {
-    fix_blas_core(argv);
+    fix_blas_env(argv);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
