@@ -94,6 +94,18 @@ static void copy_floats(float *dst, Device dd, const float *src, Device sd, size
     tensor_copy(tensor_1d(dst, DT_F32, dd, (int64_t)n), tensor_1d((void *)src, DT_F32, sd, (int64_t)n), ctx);
 }
 
+/* A step with a non-finite loss or gradient is skipped; several in a row stop the run (-1 with err), the last
+ * checkpoint intact. */
+static int skip_nonfinite(int *bad_in_row, const TrainConfig *t, int64_t step, int lead, GkErr *err) {
+    if (lead) printf("step %lld: non-finite loss or gradient, step skipped\n", (long long)step);
+    if (++*bad_in_row < t->nonfinite_limit) return 0;
+    return gk_fail(
+        err,
+        "training diverged: %d non-finite steps in a row at step %lld; the last checkpoint in %s is "
+        "intact",
+        *bad_in_row, (long long)step, t->output);
+}
+
 int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, GkErr *err) {
     int rc = -1;
     const RankInfo single = rank_single();
@@ -203,7 +215,6 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
     Tensor losses = tensor_1d(fbuf(&ctx, (size_t)B), DT_F32, dev, B);
     float *h_targets = mallocCheck(sizeof(float) * (size_t)B * K), *h_losses = mallocCheck(sizeof(float) * B);
     double *d_norm = dev == DEV_CUDA ? dev_malloc(&ctx, sizeof(double)) : NULL;
-    float *d_loss = W > 1 ? fbuf(&ctx, 1) : NULL;
     NormErase ne;
     norm_erase_defaults(&ne, (float)t->reprob);
     for (int c = 0; c < 3; c++)
@@ -266,26 +277,13 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
         for (int i = 0; i < B; i++)
             loss += h_losses[i];
         loss /= B;
-        if (d_loss) { /* the mean over all ranks: every rank logs it and skips the same steps */
-            float mean = (float)loss;
-            copy_floats(d_loss, dev, &mean, DEV_CPU, 1, &ctx);
-            dist_mean_f32(&dist, d_loss, 1, &ctx);
-            copy_floats(&mean, DEV_CPU, d_loss, dev, 1, &ctx);
-            loss = mean;
-        }
-        if (!isfinite(loss)) { /* skip the step; stop after several in a row, the last checkpoint intact */
-            printf("step %lld: non-finite loss, step skipped\n", (long long)st.step);
-            if (++bad_in_row >= t->nonfinite_limit) {
-                gk_fail(
-                    err,
-                    "training diverged: %d non-finite losses in a row at step %lld; the last checkpoint in "
-                    "%s is intact",
-                    bad_in_row, (long long)st.step, t->output);
-                goto out_steps;
-            }
+        /* One rank checks its loss before the backward. Several ranks decide on the averaged gradient's norm
+         * instead (a non-finite loss anywhere makes it non-finite everywhere), so that they skip the same
+         * steps with no extra collective; their logged loss is the lead rank's shard's. */
+        if (W == 1 && !isfinite(loss)) {
+            if (skip_nonfinite(&bad_in_row, t, st.step, lead, err) != 0) goto out_steps;
             continue;
         }
-        bad_in_row = 0;
         softmax_xent_backward(dlogits, probs, targets, 1.0f / (float)B, &ctx);
         model_backward(&m, TENSOR_NONE, dlogits, &ctx);
         dist_mean_f32(&dist, m.grads, P, &ctx); /* every rank then clips and steps identically */
@@ -300,6 +298,11 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
             global_norm_sq_cpu(&norm2, m.grads, P);
         }
         const double gnorm = sqrt(norm2);
+        if (!isfinite(gnorm)) {
+            if (skip_nonfinite(&bad_in_row, t, st.step, lead, err) != 0) goto out_steps;
+            continue;
+        }
+        bad_in_row = 0;
         float scale = 1.0f;
         if (t->clip_grad > 0.0 && gnorm > t->clip_grad) scale = (float)(t->clip_grad / (gnorm + 1e-6));
         const double lr = schedule_lr(&sched, st.step + 1);
@@ -416,7 +419,6 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
 out_steps:
     free(hist), free(h_targets), free(h_losses);
     if (d_norm) dev_free(&ctx, d_norm);
-    if (d_loss) dev_free(&ctx, d_loss);
     dev_free(&ctx, x.data), dev_free(&ctx, logits.data), dev_free(&ctx, dlogits.data);
     dev_free(&ctx, probs.data), dev_free(&ctx, targets.data), dev_free(&ctx, losses.data);
 out_loader:
