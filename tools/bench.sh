@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh BUILD: every benchmark that this machine can run (`make bench`). Without a GPU only the loader's;
 # with one also the networks (bench_model), the memory-bound kernels (bench_kernels) and the GKA operator
-# against the authors' Triton op (when .fetched/baseline holds it: bench/gka/README.md).
+# against the authors' Triton op (when .fetched/baseline holds it: see bench/gka/run.sh).
 set -u
 build=${1:-build}
 cd "$(dirname "$0")/.."
