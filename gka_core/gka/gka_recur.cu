@@ -680,14 +680,16 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
     float *kb = vec[warp][0], *vb = vec[warp][1], *db = vec[warp][2], *qb = vec[warp][3];
     const bool kl = lane < K, vl = lane < V;
     float Rr[32], Rc[32]; /* row `lane` and column `lane` of R (K x V) */
-    float gsum = 0.0f;
+    float gsum0 = 0.0f;
 #pragma unroll
     for (int j = 0; j < 32; j++) {
         Rr[j] = (dUT && kl && j < V) ? dUT[((size_t)bh * K + lane) * V + j] : 0.0f;
         Rc[j] = (dUT && vl && j < K) ? dUT[((size_t)bh * K + j) * V + lane] : 0.0f;
-        gsum += Rr[j] * UTs[lane * SS + j];
+        gsum0 += Rr[j] * UTs[lane * SS + j];
     }
-    gsum = warp_sum(gsum);
+    // dg is a reverse running sum over the whole sequence whose terms largely cancel: kept in double, as the
+    // CPU twin does (in float its error grew to several percent of the gate parameters' gradients)
+    double gsum = warp_sum(gsum0);
     for (int t = T - 1; t >= 0; t--) {
         const size_t tok = ((size_t)b * T + t) * Hn + h;
         const float qi = ld(q, tok * K + lane, kl), ki = ld(k, tok * K + lane, kl), vi = ld(v, tok * V + lane, vl);
@@ -700,10 +702,10 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
         baxpy(Rr, a.scale * qt, db); /* R += s q~ do^T */
         baxpy(Rc, a.scale * doi, qb);
         const float ru = bdot(Rr, vb), dvi = bdot(Rc, kb);
-        gsum += qds[tok] - warp_sum(ki * ru);
+        gsum += (double)qds[tok] - (double)warp_sum(ki * ru);
         if (kl) dku[tok * K + lane] = ru;
         if (dv_out && vl) dv_out[tok * V + lane] = __float2bfloat16_rn(dvi);
-        if (dg && lane == 0) dg[tok] = gsum;
+        if (dg && lane == 0) dg[tok] = (float)gsum;
 #pragma unroll
         for (int j = 0; j < 32; j++) Rr[j] *= dv, Rc[j] *= dv;
     }
@@ -727,15 +729,15 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
     float *kb = vec[warp][0], *xb = vec[warp][1], *yb = vec[warp][2];
     const bool kl = lane < K;
     float Qr[32], Qc[32], Pr[32]; /* row and column `lane` of Qd; row `lane` of Psi (symmetric) */
-    float gksum = 0.0f;
+    float gksum0 = 0.0f;
 #pragma unroll
     for (int j = 0; j < 32; j++) {
         Qr[j] = (dHT && kl && j < K) ? dHT[((size_t)bh * K + lane) * K + j] : 0.0f;
         Qc[j] = (dHT && kl && j < K) ? dHT[((size_t)bh * K + j) * K + lane] : 0.0f;
         Pr[j] = 0.0f;
-        gksum += Qr[j] * HTs[lane * SS + j];
+        gksum0 += Qr[j] * HTs[lane * SS + j];
     }
-    gksum = warp_sum(gksum);
+    double gksum = warp_sum(gksum0); /* in double, as gsum in pass 2a */
     float om_carry = 0.0f;
     for (int t = T - 1; t >= 0; t--) {
         const size_t tok = ((size_t)b * T + t) * Hn + h;
@@ -751,11 +753,11 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
         baxpy(Qc, -xi, yb);
         const float pk = bdot(Pr, kb), qk = bdot(Qr, kb), qtk = bdot(Qc, kb);
         const float dkh = qk + qtk - (om * hki + pk);
-        gksum += ms[tok] - 0.5f * warp_sum(ki * dkh);
+        gksum += (double)ms[tok] - 0.5 * (double)warp_sum(ki * dkh);
         if (dk_out && kl) dk_out[tok * K + lane] = __float2bfloat16_rn(dku[tok * K + lane] + dkh);
         if (lane == 0) {
-            if (dg && dg == dgk) dg[tok] += gksum; /* one gate for both states: the sum */
-            else if (dgk) dgk[tok] = gksum;
+            if (dg && dg == dgk) dg[tok] += (float)gksum; /* one gate for both states: the sum */
+            else if (dgk) dgk[tok] = (float)gksum;
         }
 #pragma unroll
         for (int j = 0; j < 32; j++) Qr[j] *= dk, Qc[j] *= dk;
