@@ -4,7 +4,7 @@
  * Every op of ops.h (and the GKA and selective-scan ops) opens a PROF_SCOPE: when profiling is on, the
  * device is synchronised before and after the op and the wall time is added to the op's row. The numbers are
  * exclusive (no op calls another op that is also timed) and include each op's launch gaps, which is what a
- * training step pays. bench_model prints the table (bench/model/README.md). */
+ * training step pays. bench_model prints the table. */
 #ifndef GKA_PROFILE_H
 #define GKA_PROFILE_H
 
