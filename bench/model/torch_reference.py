@@ -643,6 +643,11 @@ def run_one(cfg, mode, args, device, impl, aux):
         opt, res["adamw"] = adamw(model, args.lr, args.weight_decay, device)
         params = [p for p in model.parameters()]
         if mode == "compile":
+            # the authors' op is compiler-disabled, so each GKA block's frame is compiled on its own, once per
+            # block (their drop-path rates differ): the default limit of 8 would leave the rest eager
+            for knob in ("recompile_limit", "cache_size_limit"):
+                if hasattr(torch._dynamo.config, knob):
+                    setattr(torch._dynamo.config, knob, max(64, getattr(torch._dynamo.config, knob)))
             fwd = torch.compile(model, mode=args.compile_mode)
             res["compile_mode"] = args.compile_mode
         else:
