@@ -307,27 +307,20 @@ int cmd_classify(int argc, char **argv) {
     Tensor x = tensor_4d(dev_malloc(&ctx, (size_t)S * S * C * dtype_size(adt)), adt, ctx.device, 1, S, S, C);
     Tensor logits = tensor_2d(dev_malloc(&ctx, (size_t)K * dtype_size(adt)), adt, ctx.device, 1, K);
     int failures = 0;
+    uint8_t *buf = NULL; /* the file being classified, reused */
+    size_t cap = 0;
     for (int f = 0; f < npos; f++) {
-        FILE *fp = fopen(pos[f], "rb");
-        if (!fp) {
-            fprintf(stderr, "%s: cannot open: %s\n", pos[f], strerror(errno)), failures++;
-            continue;
-        }
-        fseek(fp, 0, SEEK_END);
-        long len = ftell(fp);
-        fseek(fp, 0, SEEK_SET);
-        uint8_t *buf = malloc(len > 0 ? (size_t)len : 1);
-        size_t got = len > 0 ? fread(buf, 1, (size_t)len, fp) : 0;
-        fclose(fp);
         GkErr ierr;
-        if (len <= 0 || got != (size_t)len ||
-            eval_transform(pix, buf, (size_t)len, S, (float)crop, (int64_t)1 << 28, &ierr) != 0) {
-            fprintf(stderr, "%s: not a usable image: %s\n", pos[f], len <= 0 ? "empty file" : ierr.msg),
-                failures++;
-            free(buf);
+        size_t len = 0;
+        if (read_file(pos[f], DATASET_MAX_FILE_BYTES, &buf, &cap, &len, &ierr) != 0) {
+            fprintf(stderr, "%s\n", ierr.msg), failures++;
             continue;
         }
-        free(buf);
+        if (len == 0 || eval_transform(pix, buf, len, S, (float)crop, (int64_t)1 << 28, &ierr) != 0) {
+            fprintf(stderr, "%s: not a usable image: %s\n", pos[f], len == 0 ? "empty file" : ierr.msg),
+                failures++;
+            continue;
+        }
         for (int i = 0; i < S * S; i++) {
             if (C == 1) {
                 px1[i] = (uint8_t)((pix[3 * i] * 19595u + pix[3 * i + 1] * 38470u + pix[3 * i + 2] * 7471u +
@@ -361,7 +354,7 @@ int cmd_classify(int argc, char **argv) {
     }
     for (int k = 0; k < K; k++)
         free(names[k]);
-    free(names), free(pix), free(px1), free(h), free(hl);
+    free(names), free(pix), free(px1), free(h), free(hl), free(buf);
     dev_free(&ctx, x.data), dev_free(&ctx, logits.data);
     /* on stderr, so that --json output stays one object per line */
     fflush(stdout);

@@ -247,8 +247,7 @@ int dataset_open_folder(Dataset *ds, const char *root, GkErr *err) {
     return 0;
 }
 
-/* Reads a whole file into s->buf. */
-static int read_file_into(const char *path, Sample *s, GkErr *err) {
+int read_file(const char *path, int64_t max_bytes, uint8_t **buf, size_t *cap, size_t *len, GkErr *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return gk_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -256,20 +255,20 @@ static int read_file_into(const char *path, Sample *s, GkErr *err) {
         close(fd);
         return gk_fail(err, "%s: cannot stat: %s", path, strerror(errno));
     }
-    if ((int64_t)st.st_size > DATASET_MAX_FILE_BYTES) {
+    if (max_bytes > 0 && (int64_t)st.st_size > max_bytes) {
         close(fd);
-        return gk_fail(err, "%s: file of %lld bytes is larger than the %lld-byte limit for one image", path,
-                       (long long)st.st_size, (long long)DATASET_MAX_FILE_BYTES);
+        return gk_fail(err, "%s: file of %lld bytes is larger than the %lld-byte limit", path,
+                       (long long)st.st_size, (long long)max_bytes);
     }
     size_t want = (size_t)st.st_size;
-    if (want > s->cap) {
-        free(s->buf);
-        s->cap = want + want / 4;
-        s->buf = mallocCheck(s->cap);
+    if (want > *cap || !*buf) {
+        free(*buf);
+        *cap = want + want / 4 + 1;
+        *buf = mallocCheck(*cap);
     }
     size_t got = 0;
     while (got < want) {
-        ssize_t r = read(fd, s->buf + got, want - got);
+        ssize_t r = read(fd, *buf + got, want - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             int e = errno;
@@ -280,6 +279,14 @@ static int read_file_into(const char *path, Sample *s, GkErr *err) {
         got += (size_t)r;
     }
     close(fd);
+    *len = want;
+    return 0;
+}
+
+/* Reads a whole image file into s->buf. */
+static int read_file_into(const char *path, Sample *s, GkErr *err) {
+    size_t want;
+    if (read_file(path, DATASET_MAX_FILE_BYTES, &s->buf, &s->cap, &want, err) != 0) return -1;
     s->encoded = 1;
     s->data = s->buf;
     s->len = want;

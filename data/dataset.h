@@ -55,6 +55,10 @@ typedef struct Sample {
 #define SAMPLE_INIT ((Sample){0})
 void sample_free(Sample *s);
 
+/* Reads the whole file into *buf (grown with malloc when smaller than the file, *cap its size; start from
+ * NULL and 0), its length in *len. Refuses files over max_bytes (0: no limit). -1 with err naming the file. */
+int read_file(const char *path, int64_t max_bytes, uint8_t **buf, size_t *cap, size_t *len, GkErr *err);
+
 /* The file extensions an ImageFolder accepts (case-insensitive), for messages. */
 #define DATASET_IMAGE_EXTENSIONS ".jpeg .jpg .png .bmp .gif .ppm .pgm .tga .psd"
 /* Largest file dataset_get reads: anything bigger is no photograph, and reading it would stall a worker. */

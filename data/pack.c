@@ -580,32 +580,6 @@ const char *pack_describe(const PackReader *p, int64_t i, const char *name, char
     return buf;
 }
 
-static int read_whole(const char *path, uint8_t **out, size_t *len, GkErr *err) {
-    *out = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return gk_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return gk_fail(err, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    uint8_t *b = mallocCheck(n);
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            close(fd);
-            free(b);
-            return gk_fail(err, "%s: read failed after %zu of %zu bytes", path, got, n);
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *out = b, *len = n;
-    return 0;
-}
-
 /* Bounds-checked reader over the index bytes. */
 typedef struct {
     const uint8_t *p;
@@ -625,8 +599,8 @@ int dataset_open_packed(Dataset *ds, const char *dir, GkErr *err) {
     char ipath[PATH_BUF];
     join_path(ipath, dir, PACK_INDEX_NAME);
     uint8_t *ix = NULL;
-    size_t ixlen = 0;
-    if (read_whole(ipath, &ix, &ixlen, err) != 0) return -1;
+    size_t ixlen = 0, ixcap = 0;
+    if (read_file(ipath, 0, &ix, &ixcap, &ixlen, err) != 0) return free(ix), -1;
     PackReader *p = callocCheck(1, sizeof(PackReader));
     p->dir = mallocCheck(strlen(dir) + 1);
     strcpy(p->dir, dir);
