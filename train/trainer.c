@@ -179,7 +179,8 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
     float *adam_m = fbuf(&ctx, P), *adam_v = fbuf(&ctx, P);
     float *ema_p = t->model_ema ? fbuf(&ctx, P) : NULL, *ema_b = t->model_ema ? fbuf(&ctx, NB) : NULL;
     int n_ranges;
-    OptimRange *ranges = param_ranges(&m.params, t->weight_decay, !strcmp(t->opt, "lamb"), &n_ranges);
+    const int lamb = !strcmp(t->opt, "lamb");
+    OptimRange *ranges = param_ranges(&m.params, t->weight_decay, lamb, &n_ranges);
     TrainState st = {0};
     st.best_top1 = -1.0;
     if (t->resume[0]) {
@@ -258,20 +259,20 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
         } else {
             batch_normalize_erase_cpu(x.data, b.images, &ne, t->seed, key, B, img, img, C);
         }
+        Tensor tgt = targets; /* mixing: the loader's soft targets, read in place; else smoothed labels */
         if (b.targets) {
-            if (dev == DEV_CUDA)
-                copy_floats(targets.data, dev, b.d_targets, dev, (size_t)B * K, &ctx);
-            else
-                memcpy(targets.data, b.targets, sizeof(float) * (size_t)B * K);
-        } else {
+            tgt.data = dev == DEV_CUDA ? (void *)b.d_targets : (void *)b.targets;
+        } else if (dev == DEV_CUDA) {
             smooth_one_hot(h_targets, b.labels, B, K, (float)t->smoothing);
             copy_floats(targets.data, dev, h_targets, DEV_CPU, (size_t)B * K, &ctx);
+        } else {
+            smooth_one_hot(targets.data, b.labels, B, K, (float)t->smoothing);
         }
         Pass pass = {1, t->seed + (uint64_t)who->rank,
                      (uint64_t)b.step}; /* drop path: seed + rank, as timm */
         model_zero_grads(&m, &ctx);
         model_forward(&m, logits, x, &pass, &ctx);
-        softmax_xent_forward(losses, probs, logits, targets, &ctx);
+        softmax_xent_forward(losses, probs, logits, tgt, &ctx);
         copy_floats(h_losses, DEV_CPU, losses.data, dev, (size_t)B, &ctx);
         double loss = 0.0;
         for (int i = 0; i < B; i++)
@@ -284,7 +285,7 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
             if (skip_nonfinite(&bad_in_row, t, st.step, lead, err) != 0) goto out_steps;
             continue;
         }
-        softmax_xent_backward(dlogits, probs, targets, 1.0f / (float)B, &ctx);
+        softmax_xent_backward(dlogits, probs, tgt, 1.0f / (float)B, &ctx);
         model_backward(&m, TENSOR_NONE, dlogits, &ctx);
         dist_mean_f32(&dist, m.grads, P, &ctx); /* every rank then clips and steps identically */
         double norm2 = 0.0;
@@ -310,7 +311,7 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
 #ifdef GKA_HAVE_CUDA
         bf16_t *wcopy = dev == DEV_CUDA ? (bf16_t *)m.weights : NULL;
 #endif
-        if (!strcmp(t->opt, "lamb")) {
+        if (lamb) {
             /* timm's LAMB pre-normalises by the (clipped) global norm: 1 / max(1, norm / 1.0) */
             double clipped = gnorm * scale;
             if (clipped > 1.0) scale = (float)(scale / clipped);
