@@ -24,10 +24,10 @@ extern "C" int cuda_ctx_open(CudaCtx **out, int index, GkErr *err) {
     cudaCheck(cudaGetDeviceProperties(&prop, index));
     cu->sm_count = prop.multiProcessorCount;
     cu->smem_optin = prop.sharedMemPerBlockOptin;
-    // A blocking stream, not cudaStreamNonBlocking: cuda_copy and cuda_memset (and cudaFree) run on the legacy
-    // default stream, which is ordered only against blocking streams. With a non-blocking compute stream a
-    // device-to-host copy read logits before the forward had written them (GPU evaluation at chance level),
-    // and a gradient memset could overlap the kernels around it.
+    // A blocking stream, not cudaStreamNonBlocking: cuda_copy and cuda_memset (and cudaFree) run on the
+    // legacy default stream, which is ordered only against blocking streams. With a non-blocking compute
+    // stream a device-to-host copy read logits before the forward had written them (GPU evaluation at chance
+    // level), and a gradient memset could overlap the kernels around it.
     cudaCheck(cudaStreamCreate(&cu->stream));
     cublasCheck(cublasLtCreate(&cu->lt));
     cu->lt_workspace_bytes = LT_WORKSPACE_BYTES;
@@ -54,7 +54,9 @@ extern "C" void cuda_ctx_close(CudaCtx *cu) {
     free(cu);
 }
 
-extern "C" void cuda_ctx_sync(CudaCtx *cu) { cudaCheck(cudaStreamSynchronize(cu->stream)); }
+extern "C" void cuda_ctx_sync(CudaCtx *cu) {
+    cudaCheck(cudaStreamSynchronize(cu->stream));
+}
 
 extern "C" void *cuda_ctx_stream(CudaCtx *cu) {
     return (void *)cu->stream;
@@ -93,7 +95,9 @@ extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
     cudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
 
-extern "C" void cuda_memset(void *p, int byte, size_t bytes) { cudaCheck(cudaMemset(p, byte, bytes)); }
+extern "C" void cuda_memset(void *p, int byte, size_t bytes) {
+    cudaCheck(cudaMemset(p, byte, bytes));
+}
 
 __global__ void f32_to_bf16_kernel(bf16 *dst, const float *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

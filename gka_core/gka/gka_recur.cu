@@ -5,8 +5,8 @@
 //  states  one warp per (sequence, head) walks the tokens once (one H and U update per token, 1/30 of a
 //          solve) and writes the states at every chunk start and after the last token.
 //  fwd     one warp per (sequence, head, chunk of 16 tokens): the 30 Chebyshev steps of the chunk's 16 tokens
-//          run together on tensor cores (spec gka.md 6.2: R = diag(gh) X Hc + ((X K^T) o Gam) K + lambda X - Q),
-//          then the readout o = s (diag(gv) Q~ Uc + ((Q~ K^T) o Gamv) V).
+//          run together on tensor cores (spec gka.md 6.2: R = diag(gh) X Hc + ((X K^T) o Gam) K + lambda X -
+//          Q), then the readout o = s (diag(gv) Q~ Uc + ((Q~ K^T) o Gamv) V).
 //  bwd1    the same warp layout: dq~ = s U_t do, the adjoint solve y (same steps, the forward's f), and
 //          what the reverse pass needs per token: H_t k_t, w_t, m_t = <M_t, H_t>, q~.dq~.
 //  bwd2    one warp per (sequence, head), backward in time: the value-state adjoint, then the key-covariance
@@ -30,8 +30,8 @@
 #define STATE_WARPS 4
 #define CHUNK_WARPS 4
 #define BWD2_WARPS 2
-#define CH 16  /* tokens per chunk: the M of one mma */
-#define SS 32  /* row stride of the stored states (32 x 32, zero-padded) */
+#define CH 16 /* tokens per chunk: the M of one mma */
+#define SS 32 /* row stride of the stored states (32 x 32, zero-padded) */
 
 struct RecurArgs {
     float ridge, scale, step_num; /* step = step_num / f */
@@ -41,7 +41,8 @@ struct RecurArgs {
 };
 
 __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 // Sum over the 4 lanes that share a row (l/4): the row reductions of accumulator-layout blocks.
@@ -49,8 +50,12 @@ __device__ __forceinline__ float quad_sum(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
-__device__ __forceinline__ float ld(const bf16 *p, size_t i, bool ok) { return ok ? __bfloat162float(p[i]) : 0.0f; }
-__device__ __forceinline__ float b2f(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float ld(const bf16 *p, size_t i, bool ok) {
+    return ok ? __bfloat162float(p[i]) : 0.0f;
+}
+__device__ __forceinline__ float b2f(bf16 x) {
+    return __bfloat162float(x);
+}
 
 // ---- mma helpers ---------------------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {
@@ -70,7 +75,8 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint3
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 // A operand (k-step ks of a 16 x 32 accumulator-layout block) as hi and lo halves.
-__device__ __forceinline__ void a_split(const float (&X)[4][4], int ks, uint32_t (&hi)[4], uint32_t (&lo)[4]) {
+__device__ __forceinline__ void a_split(const float (&X)[4][4], int ks, uint32_t (&hi)[4],
+                                        uint32_t (&lo)[4]) {
     split2(X[2 * ks][0], X[2 * ks][1], hi[0], lo[0]);
     split2(X[2 * ks][2], X[2 * ks][3], hi[1], lo[1]);
     split2(X[2 * ks + 1][0], X[2 * ks + 1][1], hi[2], lo[2]);
@@ -78,7 +84,8 @@ __device__ __forceinline__ void a_split(const float (&X)[4][4], int ks, uint32_t
 }
 __device__ __forceinline__ void zero4(float (&c)[4][4]) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.0f;
+    for (int i = 0; i < 4; i++)
+        c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.0f;
 }
 
 // A chunk's operands held in registers for its 30 steps: Hc as B of X Hc (hi, lo), K^T as B of X K^T, K as B
@@ -104,8 +111,10 @@ __device__ void load_keys(ChunkOps &op, const bf16 *kc, size_t stride, int nvali
 #pragma unroll
         for (int nt = 0; nt < 2; nt++) { /* B[k = feature][n = token] = K[token][feature] */
             int tok = 8 * nt + r, f0 = 16 * ks + 2 * q4;
-            op.kt[ks][nt][0] = pack(kval(kc, stride, tok, f0, nvalid, K), kval(kc, stride, tok, f0 + 1, nvalid, K));
-            op.kt[ks][nt][1] = pack(kval(kc, stride, tok, f0 + 8, nvalid, K), kval(kc, stride, tok, f0 + 9, nvalid, K));
+            op.kt[ks][nt][0] =
+                pack(kval(kc, stride, tok, f0, nvalid, K), kval(kc, stride, tok, f0 + 1, nvalid, K));
+            op.kt[ks][nt][1] =
+                pack(kval(kc, stride, tok, f0 + 8, nvalid, K), kval(kc, stride, tok, f0 + 9, nvalid, K));
         }
 #pragma unroll
     for (int nt = 0; nt < 4; nt++) { /* B[k = token][n = feature] = K[token][feature] */
@@ -126,7 +135,8 @@ __device__ float load_state_b(uint32_t (&hh)[2][4][2], uint32_t (&hl)[2][4][2], 
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 /* B[k][n] = Hc[k][n] = Hc[n][k]: a contiguous pair of row 8 nt + r */
-                float2 v = *reinterpret_cast<const float2 *>(Hc + (8 * nt + r) * SS + 16 * ks + 8 * half + 2 * q4);
+                float2 v =
+                    *reinterpret_cast<const float2 *>(Hc + (8 * nt + r) * SS + 16 * ks + 8 * half + 2 * q4);
                 split2(v.x, v.y, hh[ks][nt][half], hl[ks][nt][half]);
                 sq += v.x * v.x + v.y * v.y;
             }
@@ -135,7 +145,8 @@ __device__ float load_state_b(uint32_t (&hh)[2][4][2], uint32_t (&hl)[2][4][2], 
 
 // Chunk-local decays: G_i = sum of the chunk's log-decays up to token i (lane i < CH holds G_i), then
 // gh (rows r0, r1) and Gam[i][j] = e^{G_i - G_j} for j <= i, both tokens valid (accumulator layout).
-__device__ void decays(float (&gam)[2][4], float (&gh)[2], const float *gk, size_t tok0, size_t tstride, int nvalid) {
+__device__ void decays(float (&gam)[2][4], float (&gh)[2], const float *gk, size_t tok0, size_t tstride,
+                       int nvalid) {
     const int lane = threadIdx.x & 31, q4 = lane & 3, r = lane >> 2;
     float G = (gk && lane < nvalid) ? gk[tok0 + lane * tstride] : 0.0f;
 #pragma unroll
@@ -159,7 +170,8 @@ __device__ void decays(float (&gam)[2][4], float (&gh)[2], const float *gk, size
         }
 }
 
-// Z = diag(gh) X Hc + ((X K^T) o Gam) K for a 16 x 32 block X (accumulator layout): the block form of H_t x_t.
+// Z = diag(gh) X Hc + ((X K^T) o Gam) K for a 16 x 32 block X (accumulator layout): the block form of H_t
+// x_t.
 __device__ __forceinline__ void apply_H(float (&Z)[4][4], const float (&X)[4][4], const ChunkOps &op) {
     uint32_t xh[2][4], xl[2][4];
     a_split(X, 0, xh[0], xl[0]);
@@ -202,11 +214,13 @@ __device__ void cheb_block(float (&X)[4][4], const float (&Q)[4][4], const float
                            const RecurArgs &a) {
     float lam[2], step[2], Xp[4][4];
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++) lam[rr] = a.ridge * f[rr], step[rr] = a.step_num / f[rr];
+    for (int rr = 0; rr < 2; rr++)
+        lam[rr] = a.ridge * f[rr], step[rr] = a.step_num / f[rr];
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-        for (int c = 0; c < 4; c++) X[nt][c] = step[c >> 1] * Q[nt][c], Xp[nt][c] = 0.0f;
+        for (int c = 0; c < 4; c++)
+            X[nt][c] = step[c >> 1] * Q[nt][c], Xp[nt][c] = 0.0f;
     for (int it = 0; it < a.n_iter; it++) {
         const float w = a.omega[it];
         float Z[4][4];
@@ -248,7 +262,8 @@ __device__ __forceinline__ void load_block_f32(float (&X)[4][4], const float *ba
         }
 }
 template <typename Tout>
-__device__ __forceinline__ void store_block(Tout *base, size_t stride, const float (&X)[4][4], int nvalid, int ncol) {
+__device__ __forceinline__ void store_block(Tout *base, size_t stride, const float (&X)[4][4], int nvalid,
+                                            int ncol) {
     const int lane = threadIdx.x & 31, q4 = lane & 3, r = lane >> 2;
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
@@ -256,8 +271,10 @@ __device__ __forceinline__ void store_block(Tout *base, size_t stride, const flo
         for (int c = 0; c < 4; c++) {
             int row = r + 8 * (c >> 1), col = 8 * nt + 2 * q4 + (c & 1);
             if (row < nvalid && col < ncol) {
-                if constexpr (sizeof(Tout) == 2) base[row * stride + col] = __float2bfloat16_rn(X[nt][c]);
-                else base[row * stride + col] = X[nt][c];
+                if constexpr (sizeof(Tout) == 2)
+                    base[row * stride + col] = __float2bfloat16_rn(X[nt][c]);
+                else
+                    base[row * stride + col] = X[nt][c];
             }
         }
 }
@@ -273,7 +290,8 @@ __device__ __forceinline__ void row_dot(float (&out)[2], const float (&A)[4][4],
 // Y += diag(gv) (P Ust) + ((P Bt^T) o Gamv) Cb, the readout-type block products: P [16 x 32] float32 (split);
 // Ust a 32 x 32 float32 state as B (Ust[k][n] at Ust + k * SS + n, i.e. row-major, split);
 // Bt (bf16 rows of the chunk, [16 tokens x 32]) as B of P Bt^T; Cb (bf16 rows [16 tokens x 32]) as B of the
-// last product. Used for o = U_t^T q~ (Ust = Uc, Bt = K, Cb = V) and dq~ = U_t do (Ust = Uc^T, Bt = V, Cb = K).
+// last product. Used for o = U_t^T q~ (Ust = Uc, Bt = K, Cb = V) and dq~ = U_t do (Ust = Uc^T, Bt = V, Cb =
+// K).
 __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const float *Ust, int ust_transposed,
                               const bf16 *bt, size_t bt_stride, const bf16 *cb, size_t cb_stride, int nvalid,
                               int nbt, int ncb, const float (&gamv)[2][4], const float (&gv)[2]) {
@@ -310,9 +328,10 @@ __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const fl
 #pragma unroll
         for (int tt = 0; tt < 2; tt++) {
             int tok = 8 * tt + r, f0 = 16 * ks + 2 * q4;
-            uint32_t b0 = pack(kval(bt, bt_stride, tok, f0, nvalid, nbt), kval(bt, bt_stride, tok, f0 + 1, nvalid, nbt));
-            uint32_t b1 =
-                pack(kval(bt, bt_stride, tok, f0 + 8, nvalid, nbt), kval(bt, bt_stride, tok, f0 + 9, nvalid, nbt));
+            uint32_t b0 = pack(kval(bt, bt_stride, tok, f0, nvalid, nbt),
+                               kval(bt, bt_stride, tok, f0 + 1, nvalid, nbt));
+            uint32_t b1 = pack(kval(bt, bt_stride, tok, f0 + 8, nvalid, nbt),
+                               kval(bt, bt_stride, tok, f0 + 9, nvalid, nbt));
             mma(S[tt], ph[ks], b0, b1);
             mma(S[tt], pl[ks], b0, b1);
         }
@@ -325,12 +344,15 @@ __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const fl
     for (int nt = 0; nt < 4; nt++) {
         Z[nt][0] *= gv[0], Z[nt][1] *= gv[0], Z[nt][2] *= gv[1], Z[nt][3] *= gv[1];
         int f = 8 * nt + r, t0 = 2 * q4;
-        uint32_t b0 = pack(kval(cb, cb_stride, t0, f, nvalid, ncb), kval(cb, cb_stride, t0 + 1, f, nvalid, ncb));
-        uint32_t b1 = pack(kval(cb, cb_stride, t0 + 8, f, nvalid, ncb), kval(cb, cb_stride, t0 + 9, f, nvalid, ncb));
+        uint32_t b0 =
+            pack(kval(cb, cb_stride, t0, f, nvalid, ncb), kval(cb, cb_stride, t0 + 1, f, nvalid, ncb));
+        uint32_t b1 =
+            pack(kval(cb, cb_stride, t0 + 8, f, nvalid, ncb), kval(cb, cb_stride, t0 + 9, f, nvalid, ncb));
         mma(Z[nt], wh, b0, b1);
         mma(Z[nt], wl, b0, b1);
 #pragma unroll
-        for (int c = 0; c < 4; c++) Y[nt][c] += Z[nt][c];
+        for (int c = 0; c < 4; c++)
+            Y[nt][c] += Z[nt][c];
     }
 }
 
@@ -339,8 +361,8 @@ __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const fl
 // final ones. One warp per (sequence, head), lane i owns row i; the next token's inputs are loaded while
 // the current one is applied, so the walk is not a chain of global-memory latencies.
 __global__ void __launch_bounds__(STATE_WARPS * 32)
-    gka_states_kernel(float *Hs, float *Us, float *HT, float *UT, const bf16 *k, const bf16 *v, const float *g,
-                      const float *gk, const float *H0, const float *U0, const RecurArgs a) {
+    gka_states_kernel(float *Hs, float *Us, float *HT, float *UT, const bf16 *k, const bf16 *v,
+                      const float *g, const float *gk, const float *H0, const float *U0, const RecurArgs a) {
     __shared__ __align__(16) float sh[STATE_WARPS][2][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int bh = blockIdx.x * STATE_WARPS + warp;
@@ -431,7 +453,8 @@ __device__ void frob_rows(float (&f)[2], const float (&kk)[2][4], float dj, floa
         if (lane < CH) {
             const float gij = Gm[lane * CH + j];
             float inner = 0.0f;
-            for (int l = 0; l < CH; l++) inner += Gm[lane * CH + l] * KK2[j * CH + l];
+            for (int l = 0; l < CH; l++)
+                inner += Gm[lane * CH + l] * KK2[j * CH + l];
             t1 += gij * inner;
             t2 += gij * dval;
         }
@@ -457,14 +480,17 @@ __device__ void key_products(float (&kk)[2][4], float (&khc)[4][4], float &dj, c
         ka[ks][0] = pack(kval(kc, stride, r, f0, nvalid, K), kval(kc, stride, r, f0 + 1, nvalid, K));
         ka[ks][1] = pack(kval(kc, stride, r + 8, f0, nvalid, K), kval(kc, stride, r + 8, f0 + 1, nvalid, K));
         ka[ks][2] = pack(kval(kc, stride, r, f0 + 8, nvalid, K), kval(kc, stride, r, f0 + 9, nvalid, K));
-        ka[ks][3] = pack(kval(kc, stride, r + 8, f0 + 8, nvalid, K), kval(kc, stride, r + 8, f0 + 9, nvalid, K));
+        ka[ks][3] =
+            pack(kval(kc, stride, r + 8, f0 + 8, nvalid, K), kval(kc, stride, r + 8, f0 + 9, nvalid, K));
     }
-    for (int tt = 0; tt < 2; tt++) kk[tt][0] = kk[tt][1] = kk[tt][2] = kk[tt][3] = 0.0f;
+    for (int tt = 0; tt < 2; tt++)
+        kk[tt][0] = kk[tt][1] = kk[tt][2] = kk[tt][3] = 0.0f;
     zero4(khc);
 #pragma unroll
     for (int ks = 0; ks < 2; ks++) {
 #pragma unroll
-        for (int tt = 0; tt < 2; tt++) mma(kk[tt], ka[ks], op.kt[ks][tt][0], op.kt[ks][tt][1]);
+        for (int tt = 0; tt < 2; tt++)
+            mma(kk[tt], ka[ks], op.kt[ks][tt][0], op.kt[ks][tt][1]);
 #pragma unroll
         for (int nt = 0; nt < 4; nt++) {
             mma(khc[nt], ka[ks], op.hh[ks][nt][0], op.hh[ks][nt][1]);
@@ -476,14 +502,16 @@ __device__ void key_products(float (&kk)[2][4], float (&khc)[4][4], float &dj, c
     load_block_bf16(kacc, kc, stride, nvalid, K);
     float d[2];
     row_dot(d, kacc, khc);
-    float d0 = __shfl_sync(0xffffffffu, d[0], (lane & 7) * 4), d1 = __shfl_sync(0xffffffffu, d[1], (lane & 7) * 4);
+    float d0 = __shfl_sync(0xffffffffu, d[0], (lane & 7) * 4),
+          d1 = __shfl_sync(0xffffffffu, d[1], (lane & 7) * 4);
     dj = (lane & 8) ? d1 : d0; /* lane j < CH: d_j */
 }
 
 // ---- forward ------------------------------------------------------------------------------------------
 __global__ void __launch_bounds__(CHUNK_WARPS * 32)
-    gka_chunk_fwd_kernel(bf16 *o, float *xs, float *fs, const bf16 *q, const bf16 *k, const bf16 *v, const float *g,
-                         const float *gk, const float *alpha, const float *Hs, const float *Us, const RecurArgs a) {
+    gka_chunk_fwd_kernel(bf16 *o, float *xs, float *fs, const bf16 *q, const bf16 *k, const bf16 *v,
+                         const float *g, const float *gk, const float *alpha, const float *Hs,
+                         const float *Us, const RecurArgs a) {
     __shared__ float scratch[CHUNK_WARPS][2 * CH * CH];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, q4 = lane & 3, r = lane >> 2;
     const int wid = blockIdx.x * CHUNK_WARPS + warp;
@@ -513,11 +541,13 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-        for (int c = 0; c < 4; c++) Qt[nt][c] = Q[nt][c] + al[c >> 1] * (X[nt][c] - Q[nt][c]), O[nt][c] = 0.0f;
+        for (int c = 0; c < 4; c++)
+            Qt[nt][c] = Q[nt][c] + al[c >> 1] * (X[nt][c] - Q[nt][c]), O[nt][c] = 0.0f;
     float gamv[2][4], gv[2];
     if (g == gk) {
         for (int tt = 0; tt < 2; tt++)
-            for (int c = 0; c < 4; c++) gamv[tt][c] = op.gam[tt][c];
+            for (int c = 0; c < 4; c++)
+                gamv[tt][c] = op.gam[tt][c];
         gv[0] = op.gh[0], gv[1] = op.gh[1];
     } else {
         decays(gamv, gv, g, p.tok0, p.tstride, p.nvalid);
@@ -526,7 +556,8 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-        for (int c = 0; c < 4; c++) O[nt][c] *= a.scale;
+        for (int c = 0; c < 4; c++)
+            O[nt][c] *= a.scale;
     store_block(o + p.tok0 * V, sv, O, p.nvalid, V);
     if (xs) store_block(xs + p.tok0 * K, sk, X, p.nvalid, K);
     if (fs && q4 == 0) {
@@ -539,8 +570,8 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
 __global__ void __launch_bounds__(CHUNK_WARPS * 32)
     gka_chunk_bwd1_kernel(bf16 *dq, float *dalpha, float *ys, float *hks, float *ws, float *ms, float *qds,
                           const bf16 *d_o, const bf16 *q, const bf16 *k, const bf16 *v, const float *g,
-                          const float *gk, const float *alpha, const float *Hs, const float *Us, const float *xs,
-                          const float *fs, const RecurArgs a) {
+                          const float *gk, const float *alpha, const float *Hs, const float *Us,
+                          const float *xs, const float *fs, const RecurArgs a) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, q4 = lane & 3, r = lane >> 2;
     const int wid = blockIdx.x * CHUNK_WARPS + warp;
     if (wid >= a.B * a.H * a.nchunk) return;
@@ -556,7 +587,8 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
     float gamv[2][4], gv[2];
     if (g == gk) {
         for (int tt = 0; tt < 2; tt++)
-            for (int c = 0; c < 4; c++) gamv[tt][c] = op.gam[tt][c];
+            for (int c = 0; c < 4; c++)
+                gamv[tt][c] = op.gam[tt][c];
         gv[0] = op.gh[0], gv[1] = op.gh[1];
     } else {
         decays(gamv, gv, g, p.tok0, p.tstride, p.nvalid);
@@ -588,7 +620,8 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
         }
     float qd[2], da[2], ones[4][4];
 #pragma unroll
-    for (int nt = 0; nt < 4; nt++) ones[nt][0] = ones[nt][1] = ones[nt][2] = ones[nt][3] = 1.0f;
+    for (int nt = 0; nt < 4; nt++)
+        ones[nt][0] = ones[nt][1] = ones[nt][2] = ones[nt][3] = 1.0f;
     row_dot(qd, qt_dqt, ones);
     row_dot(da, dqt_xq, ones);
     float Y[4][4];
@@ -621,7 +654,8 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-        for (int c = 0; c < 4; c++) DQ[nt][c] = (alpha ? (1.0f - al[c >> 1]) * DQT[nt][c] : 0.0f) + Y[nt][c];
+        for (int c = 0; c < 4; c++)
+            DQ[nt][c] = (alpha ? (1.0f - al[c >> 1]) * DQT[nt][c] : 0.0f) + Y[nt][c];
     if (dq) store_block(dq + p.tok0 * K, sk, DQ, p.nvalid, K);
     store_block(ys + p.tok0 * K, sk, Y, p.nvalid, K);
     store_block(hks + p.tok0 * K, sk, HK, p.nvalid, K);
@@ -692,7 +726,8 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
     double gsum = warp_sum(gsum0);
     for (int t = T - 1; t >= 0; t--) {
         const size_t tok = ((size_t)b * T + t) * Hn + h;
-        const float qi = ld(q, tok * K + lane, kl), ki = ld(k, tok * K + lane, kl), vi = ld(v, tok * V + lane, vl);
+        const float qi = ld(q, tok * K + lane, kl), ki = ld(k, tok * K + lane, kl),
+                    vi = ld(v, tok * V + lane, vl);
         const float doi = ld(d_o, tok * V + lane, vl), xi = kl ? xs[tok * K + lane] : 0.0f;
         const float al = alpha ? alpha[tok] : 1.0f, qt = qi + al * (xi - qi);
         const float dv = g ? expf(g[tok]) : 1.0f;
@@ -707,15 +742,16 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
         if (dv_out && vl) dv_out[tok * V + lane] = __float2bfloat16_rn(dvi);
         if (dg && lane == 0) dg[tok] = (float)gsum;
 #pragma unroll
-        for (int j = 0; j < 32; j++) Rr[j] *= dv, Rc[j] *= dv;
+        for (int j = 0; j < 32; j++)
+            Rr[j] *= dv, Rc[j] *= dv;
     }
 #pragma unroll
     for (int j = 0; j < 32; j++)
         if (dU0 && kl && j < V) dU0[((size_t)bh * K + lane) * V + j] = Rr[j];
 }
 
-// Pass 2b, the key-covariance adjoint P = Qd - Lambda/2 (gka_recur_cpu.c): dk = dk^U + (Qd + Qd^T) k - Lambda k,
-// and dgk from its closed form, added to dg when one gate drives both states.
+// Pass 2b, the key-covariance adjoint P = Qd - Lambda/2 (gka_recur_cpu.c): dk = dk^U + (Qd + Qd^T) k - Lambda
+// k, and dgk from its closed form, added to dg when one gate drives both states.
 __global__ void __launch_bounds__(BWD2_WARPS * 32)
     gka_bwd2_key_kernel(bf16 *dk_out, float *dg, float *dgk, float *dH0, const float *dku, const float *ys,
                         const float *hks, const float *ws, const float *ms, const float *Hs, const float *dHT,
@@ -756,14 +792,18 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
         gksum += (double)ms[tok] - 0.5 * (double)warp_sum(ki * dkh);
         if (dk_out && kl) dk_out[tok * K + lane] = __float2bfloat16_rn(dku[tok * K + lane] + dkh);
         if (lane == 0) {
-            if (dg && dg == dgk) dg[tok] += (float)gksum; /* one gate for both states: the sum */
-            else if (dgk) dgk[tok] = (float)gksum;
+            if (dg && dg == dgk)
+                dg[tok] += (float)gksum; /* one gate for both states: the sum */
+            else if (dgk)
+                dgk[tok] = (float)gksum;
         }
 #pragma unroll
-        for (int j = 0; j < 32; j++) Qr[j] *= dk, Qc[j] *= dk;
+        for (int j = 0; j < 32; j++)
+            Qr[j] *= dk, Qc[j] *= dk;
         baxpy(Pr, om * ki, kb); /* Psi = e^gk (Psi + om k k^T) */
 #pragma unroll
-        for (int j = 0; j < 32; j++) Pr[j] *= dk;
+        for (int j = 0; j < 32; j++)
+            Pr[j] *= dk;
         om_carry = dk * dk * om;
     }
 #pragma unroll
@@ -776,8 +816,8 @@ __global__ void __launch_bounds__(BWD2_WARPS * 32)
 
 // ---- host side ----------------------------------------------------------------------------------------
 static RecurArgs recur_args(GkaOpConfig cfg, int B, int T, int H, int K, int V) {
-    GK_CHECK(K >= 1 && K <= 32 && V >= 1 && V <= 32, "gka_recur: these CUDA kernels take K, V <= 32 (got K = %d, V = %d)",
-             K, V);
+    GK_CHECK(K >= 1 && K <= 32 && V >= 1 && V <= 32,
+             "gka_recur: these CUDA kernels take K, V <= 32 (got K = %d, V = %d)", K, V);
     GK_CHECK(cfg.num_iter >= 1 && cfg.num_iter <= GKA_RECUR_MAX_ITER, "gka_recur: num_iter %d outside 1..%d",
              cfg.num_iter, GKA_RECUR_MAX_ITER);
     RecurArgs a;
@@ -794,8 +834,8 @@ extern "C" size_t gka_recur_states_floats(int B, int T, int H) {
 
 // The states at every chunk start and after the last token, into `states` (or context scratch).
 static void run_states(const RecurArgs &a, const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
-                       const float *H0, const float *U0, float *HT, float *UT, float *states, float **Hs, float **Us,
-                       CudaCtx *cu) {
+                       const float *H0, const float *U0, float *HT, float *UT, float *states, float **Hs,
+                       float **Us, CudaCtx *cu) {
     size_t per = (size_t)a.B * a.H * (a.nchunk + 1) * 32 * SS;
     float *buf = states ? states : (float *)cuda_scratch(cu, 2 * per * sizeof(float));
     *Hs = buf, *Us = buf + per;
@@ -812,17 +852,19 @@ extern "C" void gka_recur_forward_cuda(bf16_t *o, float *HT, float *UT, float *x
     RecurArgs a = recur_args(cfg, B, T, H, K, V);
     float *Hs, *Us;
     run_states(a, k, v, g, gk, H0, U0, HT, UT, states, &Hs, &Us, cu);
-    gka_chunk_fwd_kernel<<<ceil_div((long long)B * H * a.nchunk, CHUNK_WARPS), CHUNK_WARPS * 32, 0, cu->stream>>>(
-        (bf16 *)o, x, f, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, gk, alpha, Hs, Us, a);
+    gka_chunk_fwd_kernel<<<ceil_div((long long)B * H * a.nchunk, CHUNK_WARPS), CHUNK_WARPS * 32, 0,
+                           cu->stream>>>((bf16 *)o, x, f, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                         g, gk, alpha, Hs, Us, a);
     cudaCheckLast();
 }
 
-extern "C" void gka_recur_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dg, float *dgk, float *dalpha,
-                                        float *dH0, float *dU0, float *work, const bf16_t *d_o, const float *dHT,
-                                        const float *dUT, const bf16_t *q, const bf16_t *k, const bf16_t *v,
-                                        const float *g, const float *gk, const float *alpha, const float *H0,
-                                        const float *U0, const float *x, const float *f, const float *states,
-                                        GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu) {
+extern "C" void gka_recur_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dg, float *dgk,
+                                        float *dalpha, float *dH0, float *dU0, float *work, const bf16_t *d_o,
+                                        const float *dHT, const float *dUT, const bf16_t *q, const bf16_t *k,
+                                        const bf16_t *v, const float *g, const float *gk, const float *alpha,
+                                        const float *H0, const float *U0, const float *x, const float *f,
+                                        const float *states, GkaOpConfig cfg, int B, int T, int H, int K,
+                                        int V, CudaCtx *cu) {
     if ((long long)B * H * T == 0) return;
     RecurArgs a = recur_args(cfg, B, T, H, K, V);
     size_t ntok = (size_t)B * T * H;
@@ -834,14 +876,15 @@ extern "C" void gka_recur_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
     } else {
         run_states(a, k, v, g, gk, H0, U0, NULL, NULL, NULL, &Hs, &Us, cu);
     }
-    gka_chunk_bwd1_kernel<<<ceil_div((long long)B * H * a.nchunk, CHUNK_WARPS), CHUNK_WARPS * 32, 0, cu->stream>>>(
-        (bf16 *)dq, dalpha, ys, hks, ws, ms, qds, (const bf16 *)d_o, (const bf16 *)q, (const bf16 *)k,
-        (const bf16 *)v, g, gk, alpha, Hs, Us, x, f, a);
+    gka_chunk_bwd1_kernel<<<ceil_div((long long)B * H * a.nchunk, CHUNK_WARPS), CHUNK_WARPS * 32, 0,
+                            cu->stream>>>((bf16 *)dq, dalpha, ys, hks, ws, ms, qds, (const bf16 *)d_o,
+                                          (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, gk, alpha, Hs,
+                                          Us, x, f, a);
     cudaCheckLast();
     float *dku = qds + ntok; /* dk^U, float32: pass 2a writes it, pass 2b adds dk^H */
     gka_bwd2_value_kernel<<<ceil_div((long long)B * H, BWD2_WARPS), BWD2_WARPS * 32, 0, cu->stream>>>(
-        dku, (bf16 *)dv, dg, dU0, qds, Us, (const bf16 *)d_o, dUT, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
-        g, alpha, x, a);
+        dku, (bf16 *)dv, dg, dU0, qds, Us, (const bf16 *)d_o, dUT, (const bf16 *)q, (const bf16 *)k,
+        (const bf16 *)v, g, alpha, x, a);
     cudaCheckLast();
     gka_bwd2_key_kernel<<<ceil_div((long long)B * H, BWD2_WARPS), BWD2_WARPS * 32, 0, cu->stream>>>(
         (bf16 *)dk, dg, dgk, dH0, dku, ys, hks, ws, ms, Hs, dHT, (const bf16 *)k, gk, H0, x, a);
