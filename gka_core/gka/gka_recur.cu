@@ -125,7 +125,7 @@ __device__ void load_keys(ChunkOps &op, const bf16 *kc, size_t stride, int nvali
 }
 
 // Hc (symmetric, 32 x 32 padded, row stride SS) as B of X Hc; returns this lane's share of ||Hc||^2.
-__device__ float load_state_b(uint32_t (&hh)[2][4][2], uint32_t (&hl)[2][4][2], const float *Hc) {
+__device__ float load_state_b(ChunkOps &op, const float *Hc) {
     const int lane = threadIdx.x & 31, q4 = lane & 3, r = lane >> 2;
     float sq = 0.0f;
 #pragma unroll
@@ -137,7 +137,7 @@ __device__ float load_state_b(uint32_t (&hh)[2][4][2], uint32_t (&hl)[2][4][2], 
                 /* B[k][n] = Hc[k][n] = Hc[n][k]: a contiguous pair of row 8 nt + r */
                 float2 v =
                     *reinterpret_cast<const float2 *>(Hc + (8 * nt + r) * SS + 16 * ks + 8 * half + 2 * q4);
-                split2(v.x, v.y, hh[ks][nt][half], hl[ks][nt][half]);
+                split2(v.x, v.y, op.hh[ks][nt][half], op.hl[ks][nt][half]);
                 sq += v.x * v.x + v.y * v.y;
             }
     return sq;
@@ -170,6 +170,21 @@ __device__ void decays(float (&gam)[2][4], float (&gh)[2], const float *gk, size
         }
 }
 
+// Z += (S o Gam) Kb for a 16 x 16 token block S (accumulator layout), Kb the chunk's rows as B operand.
+__device__ __forceinline__ void gam_times_k(float (&Z)[4][4], const float (&S)[2][4],
+                                            const float (&gam)[2][4], const uint32_t (&kb)[4][2]) {
+    uint32_t wh[4], wl[4];
+    split2(S[0][0] * gam[0][0], S[0][1] * gam[0][1], wh[0], wl[0]);
+    split2(S[0][2] * gam[0][2], S[0][3] * gam[0][3], wh[1], wl[1]);
+    split2(S[1][0] * gam[1][0], S[1][1] * gam[1][1], wh[2], wl[2]);
+    split2(S[1][2] * gam[1][2], S[1][3] * gam[1][3], wh[3], wl[3]);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) {
+        mma(Z[nt], wl, kb[nt][0], kb[nt][1]);
+        mma(Z[nt], wh, kb[nt][0], kb[nt][1]);
+    }
+}
+
 // Z = diag(gh) X Hc + ((X K^T) o Gam) K for a 16 x 32 block X (accumulator layout): the block form of H_t
 // x_t.
 __device__ __forceinline__ void apply_H(float (&Z)[4][4], const float (&X)[4][4], const ChunkOps &op) {
@@ -197,16 +212,7 @@ __device__ __forceinline__ void apply_H(float (&Z)[4][4], const float (&X)[4][4]
             mma(S[tt], xh[ks], op.kt[ks][tt][0], op.kt[ks][tt][1]);
             mma(S[tt], xl[ks], op.kt[ks][tt][0], op.kt[ks][tt][1]);
         }
-    uint32_t wh[4], wl[4];
-    split2(S[0][0] * op.gam[0][0], S[0][1] * op.gam[0][1], wh[0], wl[0]);
-    split2(S[0][2] * op.gam[0][2], S[0][3] * op.gam[0][3], wh[1], wl[1]);
-    split2(S[1][0] * op.gam[1][0], S[1][1] * op.gam[1][1], wh[2], wl[2]);
-    split2(S[1][2] * op.gam[1][2], S[1][3] * op.gam[1][3], wh[3], wl[3]);
-#pragma unroll
-    for (int nt = 0; nt < 4; nt++) {
-        mma(Z[nt], wh, op.kb[nt][0], op.kb[nt][1]);
-        mma(Z[nt], wl, op.kb[nt][0], op.kb[nt][1]);
-    }
+    gam_times_k(Z, S, op.gam, op.kb);
 }
 
 // n Chebyshev steps (spec section 4) for the chunk's 16 right-hand sides at once; per-row f.
@@ -332,28 +338,25 @@ __device__ void readout_block(float (&Y)[4][4], const float (&P)[4][4], const fl
                                kval(bt, bt_stride, tok, f0 + 1, nvalid, nbt));
             uint32_t b1 = pack(kval(bt, bt_stride, tok, f0 + 8, nvalid, nbt),
                                kval(bt, bt_stride, tok, f0 + 9, nvalid, nbt));
-            mma(S[tt], ph[ks], b0, b1);
             mma(S[tt], pl[ks], b0, b1);
+            mma(S[tt], ph[ks], b0, b1);
         }
-    uint32_t wh[4], wl[4];
-    split2(S[0][0] * gamv[0][0], S[0][1] * gamv[0][1], wh[0], wl[0]);
-    split2(S[0][2] * gamv[0][2], S[0][3] * gamv[0][3], wh[1], wl[1]);
-    split2(S[1][0] * gamv[1][0], S[1][1] * gamv[1][1], wh[2], wl[2]);
-    split2(S[1][2] * gamv[1][2], S[1][3] * gamv[1][3], wh[3], wl[3]);
+    uint32_t cbk[4][2]; /* Cb as B operand: B[k = token][n = feature] */
 #pragma unroll
     for (int nt = 0; nt < 4; nt++) {
         Z[nt][0] *= gv[0], Z[nt][1] *= gv[0], Z[nt][2] *= gv[1], Z[nt][3] *= gv[1];
         int f = 8 * nt + r, t0 = 2 * q4;
-        uint32_t b0 =
+        cbk[nt][0] =
             pack(kval(cb, cb_stride, t0, f, nvalid, ncb), kval(cb, cb_stride, t0 + 1, f, nvalid, ncb));
-        uint32_t b1 =
+        cbk[nt][1] =
             pack(kval(cb, cb_stride, t0 + 8, f, nvalid, ncb), kval(cb, cb_stride, t0 + 9, f, nvalid, ncb));
-        mma(Z[nt], wh, b0, b1);
-        mma(Z[nt], wl, b0, b1);
+    }
+    gam_times_k(Z, S, gamv, cbk);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
 #pragma unroll
         for (int c = 0; c < 4; c++)
             Y[nt][c] += Z[nt][c];
-    }
 }
 
 // ---- states -------------------------------------------------------------------------------------------
@@ -493,8 +496,8 @@ __device__ void key_products(float (&kk)[2][4], float (&khc)[4][4], float &dj, c
             mma(kk[tt], ka[ks], op.kt[ks][tt][0], op.kt[ks][tt][1]);
 #pragma unroll
         for (int nt = 0; nt < 4; nt++) {
-            mma(khc[nt], ka[ks], op.hh[ks][nt][0], op.hh[ks][nt][1]);
             mma(khc[nt], ka[ks], op.hl[ks][nt][0], op.hl[ks][nt][1]);
+            mma(khc[nt], ka[ks], op.hh[ks][nt][0], op.hh[ks][nt][1]);
         }
     }
     /* d_j = sum_i K[j][i] (K Hc)[j][i]: row dot of khc with K (reload K in accumulator layout) */
@@ -522,7 +525,7 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
     const bf16 *kc = k + p.tok0 * K, *qc = q + p.tok0 * K, *vc = v + p.tok0 * V;
     ChunkOps op;
     load_keys(op, kc, sk, p.nvalid, K);
-    float hc2 = warp_sum(load_state_b(op.hh, op.hl, p.Hc));
+    float hc2 = warp_sum(load_state_b(op, p.Hc));
     decays(op.gam, op.gh, gk, p.tok0, p.tstride, p.nvalid);
     float kk[2][4], khc[4][4], dj, f[2];
     key_products(kk, khc, dj, kc, sk, p.nvalid, K, op);
@@ -582,7 +585,7 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
     const bf16 *kc = k + p.tok0 * K, *qc = q + p.tok0 * K, *vc = v + p.tok0 * V, *dc = d_o + p.tok0 * V;
     ChunkOps op;
     load_keys(op, kc, sk, p.nvalid, K);
-    load_state_b(op.hh, op.hl, p.Hc);
+    load_state_b(op, p.Hc);
     decays(op.gam, op.gh, gk, p.tok0, p.tstride, p.nvalid);
     float gamv[2][4], gv[2];
     if (g == gk) {
@@ -632,20 +635,12 @@ __global__ void __launch_bounds__(CHUNK_WARPS * 32)
     float kk[2][4], khc[4][4], dj;
     key_products(kk, khc, dj, kc, sk, p.nvalid, K, op);
     float HK[4][4];
-    {
-        uint32_t wh[4], wl[4];
-        split2(kk[0][0] * op.gam[0][0], kk[0][1] * op.gam[0][1], wh[0], wl[0]);
-        split2(kk[0][2] * op.gam[0][2], kk[0][3] * op.gam[0][3], wh[1], wl[1]);
-        split2(kk[1][0] * op.gam[1][0], kk[1][1] * op.gam[1][1], wh[2], wl[2]);
-        split2(kk[1][2] * op.gam[1][2], kk[1][3] * op.gam[1][3], wh[3], wl[3]);
 #pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-            HK[nt][0] = op.gh[0] * khc[nt][0], HK[nt][1] = op.gh[0] * khc[nt][1];
-            HK[nt][2] = op.gh[1] * khc[nt][2], HK[nt][3] = op.gh[1] * khc[nt][3];
-            mma(HK[nt], wh, op.kb[nt][0], op.kb[nt][1]);
-            mma(HK[nt], wl, op.kb[nt][0], op.kb[nt][1]);
-        }
+    for (int nt = 0; nt < 4; nt++) {
+        HK[nt][0] = op.gh[0] * khc[nt][0], HK[nt][1] = op.gh[0] * khc[nt][1];
+        HK[nt][2] = op.gh[1] * khc[nt][2], HK[nt][3] = op.gh[1] * khc[nt][3];
     }
+    gam_times_k(HK, kk, op.gam, op.kb);
     float c_[2], yhx[2];
     row_dot(c_, Y, X);
     row_dot(yhx, Y, HX);
