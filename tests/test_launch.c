@@ -1,7 +1,7 @@
 /* test_launch: how training processes find their rank and share the communicator id (train/launch.h):
  * the TCP rendezvous (one server, several clients, a timeout), torchrun-style variables (accepted and
  * malformed), and `--gpus N`'s fork launcher (a failing rank is reported and the others stopped; with NCCL
- * every rank gets the same id). The collectives themselves need two GPUs: bench/multi_gpu.sh. */
+ * every rank gets the same id). The collectives themselves need two GPUs: bench/throughput_8gpu. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>

@@ -242,6 +242,7 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
 
     /* ---- the loop ---- */
     double t_log = gk_now(), loss_sum = 0.0, epoch_loss = st.epoch_loss, wait0 = loader_wait_seconds(loader);
+    double peak_gib = 0.0; /* GPU memory in use, the most seen at a log line */
     int64_t log_n = 0, epoch_n = st.epoch_n;
     int64_t cur_epoch = st.epoch;
     for (;;) {
@@ -355,7 +356,11 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
                    wait_pct = dt > 0 ? 100.0 * (wait - wait0) / dt : 0.0;
             double mem_gb = 0.0;
 #ifdef GKA_HAVE_CUDA
-            if (dev == DEV_CUDA) mem_gb = (double)m.arena.capacity / 1e9;
+            if (dev == DEV_CUDA) {
+                mem_gb = (double)m.arena.capacity / 1e9;
+                double used = (double)cuda_mem_in_use() / (1024.0 * 1024.0 * 1024.0);
+                if (used > peak_gib) peak_gib = used;
+            }
 #endif
             printf(
                 "epoch %lld step %lld/%lld loss %.4f lr %.3g grad-norm %.3g %.0f img/s data-wait %.0f%%%s\n",
@@ -366,9 +371,9 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
             snprintf(line, sizeof line,
                      "{\"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                      "\"images_per_s\": %.1f, \"images_per_s_per_gpu\": %.1f, \"data_wait_pct\": %.1f, "
-                     "\"activations_gb\": %.3f}",
+                     "\"activations_gb\": %.3f, \"gpu_memory_gib\": %.2f}",
                      (long long)b.epoch, (long long)st.step, loss_sum / log_n, lr, gnorm, ips, ips / W,
-                     wait_pct, mem_gb);
+                     wait_pct, mem_gb, peak_gib);
             if (metrics_append(path, line, err) != 0) goto out_steps;
             t_log = now, wait0 = wait, loss_sum = 0.0, log_n = 0;
         }
@@ -413,9 +418,11 @@ int train_run(const TrainConfig *t, const Config *recipe, const RankInfo *who, G
         for (int64_t i = 0; i < loader_bad_count(loader) && i < 20; i++)
             printf("  %s\n", loader_bad_entry(loader, i, line, sizeof line));
     }
-    if (lead)
+    if (lead) {
         printf("done: %lld steps; best top-1 %.2f%%; run folder %s\n", (long long)st.step, st.best_top1,
                t->output);
+        if (peak_gib > 0.0) printf("peak GPU memory in use (rank 0, at the log lines): %.1f GiB\n", peak_gib);
+    }
     rc = 0;
 out_steps:
     free(hist), free(h_targets), free(h_losses);

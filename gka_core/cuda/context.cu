@@ -85,6 +85,12 @@ extern "C" void *cuda_alloc(size_t bytes) {
     return p;
 }
 
+extern "C" size_t cuda_mem_in_use(void) {
+    size_t free_b = 0, total = 0;
+    cudaCheck(cudaMemGetInfo(&free_b, &total));
+    return total - free_b;
+}
+
 extern "C" void cuda_release(void *p) {
     if (p) cudaCheck(cudaFree(p));
 }

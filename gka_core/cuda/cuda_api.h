@@ -20,6 +20,9 @@ void cuda_ctx_sync(CudaCtx *cu);
 void *cuda_ctx_stream(CudaCtx *cu);
 void *cuda_alloc(size_t bytes);
 void cuda_release(void *p);
+/* Bytes in use on the current device (cudaMemGetInfo's total - free: this process's buffers, its CUDA and
+ * library contexts, and anything else running there). */
+size_t cuda_mem_in_use(void);
 /* Plain copy between any two pointers (unified addressing decides the direction). Synchronous. */
 void cuda_copy(void *dst, const void *src, size_t bytes);
 void cuda_memset(void *p, int byte, size_t bytes);
