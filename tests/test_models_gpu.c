@@ -55,6 +55,7 @@ static const char *const trace_names[N_TRACE] = {"inp", "gpre", "q^",  "kb", "vb
 typedef struct {
     char prefix[64]; /* of its parameters, e.g. "levels.2.blocks.0.mixer." */
     GkaConfig cfg;
+    int i_gb0, i_gb1, i_alog; /* its gate parameters' indices (the same in every model of one config) */
     int S, L;
     float *t[N_TRACE];
     size_t n[N_TRACE];
@@ -77,7 +78,8 @@ static void keep_trace(Result *r, const Model *m, Ctx *ctx) {
             const GkaLayer *l = &t->mixer.gka.fwd;
             GkaTrace *tr = &r->gka[r->n_gka++];
             snprintf(tr->prefix, sizeof tr->prefix, "levels.%d.blocks.%d.mixer.", lv, b);
-            tr->cfg = l->cfg, tr->S = l->S, tr->L = l->L;
+            tr->cfg = l->cfg, tr->i_gb0 = l->i_gb0, tr->i_gb1 = l->i_gb1, tr->i_alog = l->i_alog;
+            tr->S = l->S, tr->L = l->L;
             Tensor ts[N_TRACE] = {t->ln1, l->gpre, l->q,   l->k,  l->v,      l->g,    l->alpha,
                                   l->o,   l->d_on, l->d_o, l->dg, l->dalpha, l->dgpre};
             for (int i = 0; i < N_TRACE; i++) {
@@ -176,16 +178,15 @@ static double rms(const float *x, size_t n) {
     return n ? sqrt(s / (double)n) : 0.0;
 }
 
-#define N_GATE_VEC 4
-static const char *const gate_vec_names[N_GATE_VEC] = {"b_proj.bias", "alpha_proj.bias", "dt_bias", "A_log"};
-
-/* Which traced GKA layer's gate vector the parameter is (*which indexes gate_vec_names); -1 if none. */
-static int gate_vector_of(const Result *r, const char *name, int *which) {
+/* Which traced GKA layer's gate vector (b_proj.bias, alpha_proj.bias, dt_bias, A_log: one number per head)
+ * parameter p is (-1: none), and in *col its first column in that layer's dgpre (the gate biases are one span
+ * in the gate projection's column order, as gka_layer_bind binds them), or -1 for A_log. */
+static int gate_vector_of(const Result *r, const Model *m, int p, int *col) {
     for (int j = 0; j < r->n_gka; j++) {
-        size_t np = strlen(r->gka[j].prefix);
-        if (strncmp(name, r->gka[j].prefix, np) != 0) continue;
-        for (int v = 0; v < N_GATE_VEC; v++)
-            if (strcmp(name + np, gate_vec_names[v]) == 0) return *which = v, j;
+        const GkaTrace *t = &r->gka[j];
+        if (p == t->i_alog) return *col = -1, j;
+        if (t->i_gb0 >= 0 && p >= t->i_gb0 && p <= t->i_gb1)
+            return *col = (int)(m->params.e[p].offset - m->params.e[t->i_gb0].offset), j;
     }
     return -1;
 }
@@ -200,12 +201,12 @@ static int gate_vector_of(const Result *r, const char *name, int *which) {
 static int check_grads(const Model *m, const Result *gpu, const Result *emu, const Result *f32,
                        double *worst_gpu, double *worst_emu) {
     double all = rms(f32->grads, m->params.total);
-    int fails = 0, which;
+    int fails = 0, col;
     *worst_gpu = *worst_emu = 0.0;
     for (int i = 0; i < m->params.n; i++) {
         const ParamEntry *e = &m->params.e[i];
         if (rms(f32->grads + e->offset, e->numel) < 1e-4 * all) continue;
-        if (gate_vector_of(gpu, e->name, &which) >= 0) continue;
+        if (gate_vector_of(gpu, m, i, &col) >= 0) continue;
         double eg = err_ratio_f(gpu->grads + e->offset, f32->grads + e->offset, e->numel),
                ee = err_ratio_f(emu->grads + e->offset, f32->grads + e->offset, e->numel);
         if (eg > *worst_gpu) *worst_gpu = eg;
@@ -218,16 +219,12 @@ static int check_grads(const Model *m, const Result *gpu, const Result *emu, con
     return fails;
 }
 
-/* Per-token term of gate vector `which` at token m, head h: the column of dgpre (beta | alpha | a, those
- * switched on), or dg g for A_log (g = -exp(A_log) softplus(pre_a), so dL/dA_log = sum dg g). */
-static double gate_term(const GkaTrace *t, int which, int64_t m, int h) {
-    const GkaConfig *c = &t->cfg;
-    const int H = c->num_heads, NG = gka_gate_cols(c);
-    if (which == 3) return (double)t->t[TR_DG][m * H + h] * t->t[TR_G][m * H + h];
-    int on[3] = {c->use_beta_gate, c->use_alpha_connection, c->use_forgetting_gate}, col = 0;
-    for (int v = 0; v < which; v++)
-        col += on[v] ? H : 0;
-    return t->t[TR_DGPRE][m * NG + col + h];
+/* Per-token term of a gate vector at token m, head h: its column of dgpre, or dg g for A_log (col < 0; g =
+ * -exp(A_log) softplus(pre_a), so dL/dA_log = sum dg g). */
+static double gate_term(const GkaTrace *t, int col, int64_t m, int h) {
+    const int H = t->cfg.num_heads;
+    if (col < 0) return (double)t->t[TR_DG][m * H + h] * t->t[TR_G][m * H + h];
+    return t->t[TR_DGPRE][m * gka_gate_cols(&t->cfg) + col + h];
 }
 
 /* The GKA gate vectors (b_proj.bias, alpha_proj.bias, dt_bias, A_log: one number per head) have gradients
@@ -261,29 +258,30 @@ static int check_gka_layers(const Model *m, const Result *gpu, const Result *emu
                 fails++;
             }
         }
-        for (int p = 0; p < m->params.n; p++) {
-            const ParamEntry *e = &m->params.e[p];
-            int which;
-            if (gate_vector_of(gpu, e->name, &which) != j) continue;
-            for (int h = 0; h < (int)e->numel; h++) {
-                double var = 0.0;
-                for (int s = 0; s < tg->S; s++) {
-                    double d = 0.0;
-                    for (int t = 0; t < tg->L; t++) {
-                        int64_t row = (int64_t)s * tg->L + t;
-                        d += gate_term(tg, which, row, h) - gate_term(tp, which, row, h);
-                    }
-                    var += d * d;
+    }
+    for (int p = 0; p < m->params.n; p++) {
+        const ParamEntry *e = &m->params.e[p];
+        int col, j = gate_vector_of(gpu, m, p, &col);
+        if (j < 0) continue;
+        const GkaTrace *tg = &gpu->gka[j], *tp = &f32->gka[j];
+        for (int h = 0; h < (int)e->numel; h++) {
+            double var = 0.0;
+            for (int s = 0; s < tg->S; s++) {
+                double d = 0.0;
+                for (int t = 0; t < tg->L; t++) {
+                    int64_t row = (int64_t)s * tg->L + t;
+                    d += gate_term(tg, col, row, h) - gate_term(tp, col, row, h);
                 }
-                double err = fabs((double)gpu->grads[e->offset + h] - f32->grads[e->offset + h]);
-                double bound = Z_MAX * sqrt(var) + 1e-5 * fabs(f32->grads[e->offset + h]);
-                double z = var > 0.0 ? err / sqrt(var) : (err > 0.0 ? INFINITY : 0.0);
-                if (z > *worst_z) *worst_z = z;
-                if (!(err <= bound)) {
-                    printf("    gradient of %s[%d]: error %.3g, %.3g x what independent term errors give\n",
-                           e->name, h, err, z);
-                    fails++;
-                }
+                var += d * d;
+            }
+            double err = fabs((double)gpu->grads[e->offset + h] - f32->grads[e->offset + h]);
+            double bound = Z_MAX * sqrt(var) + 1e-5 * fabs(f32->grads[e->offset + h]);
+            double z = var > 0.0 ? err / sqrt(var) : (err > 0.0 ? INFINITY : 0.0);
+            if (z > *worst_z) *worst_z = z;
+            if (!(err <= bound)) {
+                printf("    gradient of %s[%d]: error %.3g, %.3g x what independent term errors give\n",
+                       e->name, h, err, z);
+                fails++;
             }
         }
     }
