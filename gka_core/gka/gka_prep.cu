@@ -16,10 +16,7 @@ static PrepDims prep_dims(const GkaConfig *c) {
     d.H = c->num_heads, d.K = c->head_dim, d.V = gka_V(c), d.Hq = gka_Hq(c), d.Hk = gka_Hk(c), d.Hv = gka_Hv(c);
     d.NG = gka_gate_cols(c), d.use_v_conv = c->use_v_conv;
     d.ld = d.Hq * d.K + d.Hk * d.K + (c->use_v_conv ? d.Hv * d.V : 0);
-    int n = 0;
-    d.cb = c->use_beta_gate ? (n += d.H) - d.H : -1;
-    d.ca = c->use_alpha_connection ? (n += d.H) - d.H : -1;
-    d.cg = c->use_forgetting_gate ? (n += d.H) - d.H : -1;
+    gka_gate_offsets(c, &d.cb, &d.ca, &d.cg);
     GK_CHECK(d.K <= 32 * MAXR && d.V <= 32 * MAXR, "gka_prep: head dims up to %d (K %d, V %d)", 32 * MAXR, d.K, d.V);
     return d;
 }

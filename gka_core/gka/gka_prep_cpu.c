@@ -7,21 +7,13 @@
 static float sigm(float z) { return 1.0f / (1.0f + expf(-z)); }
 static float softplus(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
-/* Column offsets of the gate pre-activations (-1 when the gate is off). */
-static void gate_cols(const GkaConfig *c, int *cb, int *ca, int *cg) {
-    int n = 0, H = c->num_heads;
-    *cb = c->use_beta_gate ? (n += H) - H : -1;
-    *ca = c->use_alpha_connection ? (n += H) - H : -1;
-    *cg = c->use_forgetting_gate ? (n += H) - H : -1;
-}
-
 void gka_prep_forward_cpu(float *qo, float *ko, float *vo, float *go, float *ao, const float *qkv, const float *vraw,
                           const float *gpre, const float *A_log, const GkaConfig *cfg, int64_t M) {
     const int H = cfg->num_heads, K = cfg->head_dim, V = gka_V(cfg), Hq = gka_Hq(cfg), Hk = gka_Hk(cfg);
     const int Hv = gka_Hv(cfg), NG = gka_gate_cols(cfg);
     const int ld = Hq * K + Hk * K + (cfg->use_v_conv ? Hv * V : 0);
     int cb, ca, cg;
-    gate_cols(cfg, &cb, &ca, &cg);
+    gka_gate_offsets(cfg, &cb, &ca, &cg);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
         const float *row = qkv + m * ld, *gp = gpre + m * NG;
@@ -49,7 +41,7 @@ void gka_prep_backward_cpu(float *dqkv, float *dvraw, float *dgpre, float *dA_lo
     const int Hv = gka_Hv(cfg), NG = gka_gate_cols(cfg);
     const int ld = Hq * K + Hk * K + (cfg->use_v_conv ? Hv * V : 0);
     int cb, ca, cg;
-    gate_cols(cfg, &cb, &ca, &cg);
+    gka_gate_offsets(cfg, &cb, &ca, &cg);
     if (dA_log && cg >= 0)
         for (int e = 0; e < H; e++) {
             double s = 0.0;

@@ -64,6 +64,13 @@ static inline int gka_Hv(const GkaConfig *c) { return c->num_v_heads ? c->num_v_
 static inline int gka_gate_cols(const GkaConfig *c) {
     return c->num_heads * (!!c->use_beta_gate + !!c->use_alpha_connection + !!c->use_forgetting_gate);
 }
+/* First column of each gate in the gate projection (-1: switched off). */
+static inline void gka_gate_offsets(const GkaConfig *c, int *cb, int *ca, int *cg) {
+    int n = 0, H = c->num_heads;
+    *cb = c->use_beta_gate ? (n += H) - H : -1;
+    *ca = c->use_alpha_connection ? (n += H) - H : -1;
+    *cg = c->use_forgetting_gate ? (n += H) - H : -1;
+}
 
 /* ---- the core operator (spec section 3) on tensors ---------------------------------------------------
  * q, k, x [B, T, H, K]; v, o [B, T, H, V]; g, gk, alpha, f [B, T, H] float32 (absent: TENSOR_NONE; pass the
