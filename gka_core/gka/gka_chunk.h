@@ -17,6 +17,8 @@
 #ifndef GKA_CHUNK_H
 #define GKA_CHUNK_H
 
+#include "bf16.h"
+#include "context.h"
 #include "gka_op.h" /* GkaOpConfig {ridge, num_iter, scale, chunk}, shared with the other GKA forms */
 
 #ifdef __cplusplus
@@ -36,6 +38,20 @@ void gka_chunk_backward_cpu(float *dq, float *dk, float *dv, float *dg, float *d
                             const float *k, const float *v, const float *g, const float *gk,
                             const float *alpha, const float *H0, const float *U0, const float *x,
                             const float *f, GkaOpConfig cfg, int B, int T, int H, int K, int V);
+
+/* CUDA twins (gka_chunk.cu, CUDA builds only): q, k, v, o, d_o, dq, dk, dv in bf16, everything else float32,
+ * as above. Any K, V and chunk length; num_iter <= 128. Unlike the CPU twins they also accept dg == dgk (a
+ * tied gate: that buffer receives dg + dgk). Device scratch comes from the context. */
+void gka_chunk_forward_cuda(bf16_t *o, float *HT, float *UT, float *x, float *f, const bf16_t *q,
+                            const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
+                            const float *alpha, const float *H0, const float *U0, GkaOpConfig cfg, int B,
+                            int T, int H, int K, int V, CudaCtx *cu);
+void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dg, float *dgk, float *dalpha,
+                             float *dH0, float *dU0, const bf16_t *d_o, const float *dHT, const float *dUT,
+                             const bf16_t *q, const bf16_t *k, const bf16_t *v, const float *g,
+                             const float *gk, const float *alpha, const float *H0, const float *U0,
+                             const float *x, const float *f, GkaOpConfig cfg, int B, int T, int H, int K,
+                             int V, CudaCtx *cu);
 
 #ifdef __cplusplus
 }

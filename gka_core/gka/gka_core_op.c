@@ -58,14 +58,6 @@ static CoreDims check_all(const char *op, Ctx *ctx, Tensor q, Tensor v, Tensor k
 }
 
 #ifdef GKA_HAVE_CUDA
-static void no_chunked_cuda(const char *op, CoreDims d) {
-    gk_die("%s: K = %d, V = %d needs the chunked form, which has no CUDA twin in this version "
-           "(the token-recurrent CUDA kernels take K, V <= 32)",
-           op, d.K, d.V);
-}
-#endif
-
-#ifdef GKA_HAVE_CUDA
 static float *saved_ptr(Tensor saved, GkaOpConfig cfg, CoreDims d, Ctx *ctx, const char *op) {
     if (!tensor_present(saved)) return NULL;
     size_t need = gka_core_saved_bytes(cfg, d.B, d.T, d.H, d.K, d.V, ctx->device);
@@ -96,10 +88,13 @@ void gka_core_forward(Tensor o, Tensor HT, Tensor UT, Tensor x, Tensor f, Tensor
     GkaAlgo algo = gka_core_algo(cfg, d.K, d.V);
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
-        if (algo != GKA_ALGO_RECURRENT) no_chunked_cuda(op, d);
-        gka_recur_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), B(q), B(k),
-                               B(v), F(g), F(gk), F(alpha), F(H0), F(U0), cfg, d.B, d.T, d.H, d.K, d.V,
-                               ctx->cuda);
+        if (algo == GKA_ALGO_CHUNKED)
+            gka_chunk_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), B(q), B(k), B(v), F(g), F(gk), F(alpha),
+                                   F(H0), F(U0), cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
+        else
+            gka_recur_forward_cuda(B(o), F(HT), F(UT), F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), B(q),
+                                   B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0), cfg, d.B, d.T, d.H, d.K,
+                                   d.V, ctx->cuda);
 #endif
         return;
     }
@@ -142,11 +137,15 @@ void gka_core_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dg, Tensor dgk, T
     GkaAlgo algo = gka_core_algo(cfg, d.K, d.V);
     if (ctx->device == DEV_CUDA) {
 #ifdef GKA_HAVE_CUDA
-        if (algo != GKA_ALGO_RECURRENT) no_chunked_cuda(op, d);
-        gka_recur_backward_cuda(B(dq), B(dk), B(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work),
-                                B(d_o), F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0),
-                                F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), cfg, d.B, d.T, d.H, d.K, d.V,
-                                ctx->cuda);
+        if (algo == GKA_ALGO_CHUNKED) /* the CUDA twin takes a tied gate (dg == dgk) itself */
+            gka_chunk_backward_cuda(B(dq), B(dk), B(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), B(d_o),
+                                    F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0), F(U0),
+                                    F(x), F(f), cfg, d.B, d.T, d.H, d.K, d.V, ctx->cuda);
+        else
+            gka_recur_backward_cuda(B(dq), B(dk), B(dv), F(dg), F(dgk), F(dalpha), F(dH0), F(dU0), F(work),
+                                    B(d_o), F(dHT), F(dUT), B(q), B(k), B(v), F(g), F(gk), F(alpha), F(H0),
+                                    F(U0), F(x), F(f), saved_ptr(saved, cfg, d, ctx, op), cfg, d.B, d.T, d.H,
+                                    d.K, d.V, ctx->cuda);
 #endif
         return;
     }
