@@ -385,7 +385,7 @@ static int check_gpu(const LayerCase *lc, uint64_t seed, Ctx *gpu, int emulate) 
 
 int main(int argc, char **argv) {
     int gpu_mode = argc > 1 && !strcmp(argv[1], "--gpu");
-    LayerCase cases[12];
+    LayerCase cases[16];
     int n = 0;
     cases[n++] = make_case("defaults", 24, 2, 8, 8, 2, 11);
     LayerCase c = make_case("no output gate", 24, 3, 8, 8, 2, 9);
@@ -416,6 +416,11 @@ int main(int argc, char **argv) {
     cases[n++] = c;
     c = make_case("GKAVision-T level 3", 640, 10, 32, 32, 2, 49);
     c.cfg.use_gate = 0;
+    cases[n++] = c;
+    c = make_case("K 49 (chunked form)", 392, 8, 49, 49, 2, 196); /* GKAVision-L level 2's head dim */
+    c.cfg.use_gate = 0;
+    cases[n++] = c;
+    c = make_case("K 64, gated (chunked)", 256, 2, 64, 64, 2, 100);
     cases[n++] = c;
 
     int fails = 0;
