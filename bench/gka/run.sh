@@ -5,7 +5,7 @@ set -euo pipefail
 build=${1:-build}
 fetched=${2:-.fetched/baseline}
 dump=$(mktemp -d)
-"$build/bench_gka" --dump "$dump"
+"$build/bench_gka" --dump "$dump" 256 196 5 32 256 49 10 32 4 4096 16 128
 if [[ -d $fetched/fla && -d $fetched/gka_cheb ]]; then
   python3 "$(dirname "$0")/triton_baseline.py" "$fetched" "$dump" 256 196 5 32 256 49 10 32 4 4096 16 128
 else
