@@ -10,7 +10,7 @@
 // Layout of the work. A per-chunk step (F3, F5, B1b, B6) runs a persistent grid: each block takes programs
 // (b, h, c) in turn and keeps its tiles in its own slice of device scratch (the CPU twin's per-thread
 // scratch, same layout), where they stay in L1/L2. A scan step (F2, B1a, B5, B7) runs one block per (b, h).
-// Every product is mm(): a block-wide fp32 product with 64 x 64 output tiles staged through shared memory,
+// Every product is mm(): a block-wide fp32 product with 64 x 128 output tiles staged through shared memory,
 // each output summed in order p = 0..P-1 as the CPU twin sums it.
 //
 // Precision: q, k, v, d_o arrive in bf16 and are widened on load; o, dq, dk, dv leave in bf16; everything
@@ -20,8 +20,9 @@
 
 #define NTHREADS 256
 #define MAX_ITER 128
-#define TILE 64 /* mm() output tile (TILE x TILE per pass) */
-#define TP 16   /* mm() depth per shared-memory stage */
+#define TM 64  /* mm() output tile: TM rows */
+#define TN 128 /* by TN columns */
+#define TP 16  /* mm() depth per shared-memory stage */
 
 struct Dims {
     int B, T, H, K, V, C, NT;
@@ -128,46 +129,50 @@ __device__ __forceinline__ float dot1(const float *a, const float *b, int n) {
 }
 
 // Cm[M,N] (= or +=) op(A) Bm with op(A) = A [M,P] (ta = 0) or A^T for A stored [P,M] (ta = 1), Bm [P,N]. The
-// CPU's mm_nn is ta = 0, its mm_tn ta = 1. Cm must not alias A or Bm. 256 threads: 16 x 16, 4 x 4 outputs
-// each.
+// CPU's mm_nn is ta = 0, its mm_tn ta = 1. Cm must not alias A or Bm. Output tiles of TM x TN; 256 threads as
+// 16 x 16, each 4 rows x (4 + 4) columns, read from shared memory as float4.
 __device__ void mm(float *Cm, const float *A, const float *Bm, int M, int N, int P, int ta, int acc) {
-    __shared__ float As[TP][TILE + 1], Bs[TP][TILE]; /* +1: the row-major A stores hit distinct banks */
+    __shared__ __align__(16) float As[TP][TM + 4]; /* +4: row-major A stores spread over the banks */
+    __shared__ __align__(16) float Bs[TP][TN];
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    for (int i0 = 0; i0 < M; i0 += TILE)
-        for (int j0 = 0; j0 < N; j0 += TILE) {
-            float c[4][4] = {};
+    for (int i0 = 0; i0 < M; i0 += TM)
+        for (int j0 = 0; j0 < N; j0 += TN) {
+            float c[4][8] = {};
             for (int p0 = 0; p0 < P; p0 += TP) {
-                for (int e = threadIdx.x; e < TILE * TP; e += NTHREADS) {
+                for (int e = threadIdx.x; e < TM * TP; e += NTHREADS) {
                     int ii, pp;
                     if (ta) /* A^T: consecutive threads read consecutive i of one row p */
-                        pp = e / TILE, ii = e % TILE;
+                        pp = e / TM, ii = e % TM;
                     else
                         ii = e / TP, pp = e % TP;
                     int i = i0 + ii, p = p0 + pp;
                     As[pp][ii] = (i < M && p < P) ? (ta ? A[(size_t)p * M + i] : A[(size_t)i * P + p]) : 0.0f;
-                    int jj = e % TILE, pb = e / TILE, j = j0 + jj;
+                }
+                for (int e = threadIdx.x; e < TN * TP; e += NTHREADS) {
+                    int jj = e % TN, pb = e / TN, j = j0 + jj;
                     Bs[pb][jj] = (j < N && p0 + pb < P) ? Bm[(size_t)(p0 + pb) * N + j] : 0.0f;
                 }
                 __syncthreads();
 #pragma unroll
                 for (int pp = 0; pp < TP; pp++) {
-                    float a[4], bv[4];
+                    float4 a = *reinterpret_cast<const float4 *>(&As[pp][4 * ty]);
+                    float4 b0 = *reinterpret_cast<const float4 *>(&Bs[pp][4 * tx]);
+                    float4 b1 = *reinterpret_cast<const float4 *>(&Bs[pp][TN / 2 + 4 * tx]);
+                    const float av[4] = {a.x, a.y, a.z, a.w};
+                    const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
                     for (int r = 0; r < 4; r++)
-                        a[r] = As[pp][ty + 16 * r], bv[r] = Bs[pp][tx + 16 * r];
 #pragma unroll
-                    for (int r = 0; r < 4; r++)
-#pragma unroll
-                        for (int s = 0; s < 4; s++)
-                            c[r][s] += a[r] * bv[s];
+                        for (int s = 0; s < 8; s++)
+                            c[r][s] += av[r] * bv[s];
                 }
                 __syncthreads();
             }
 #pragma unroll
             for (int r = 0; r < 4; r++)
 #pragma unroll
-                for (int s = 0; s < 4; s++) {
-                    int i = i0 + ty + 16 * r, j = j0 + tx + 16 * s;
+                for (int s = 0; s < 8; s++) {
+                    int i = i0 + 4 * ty + r, j = j0 + (s < 4 ? 4 * tx + s : TN / 2 + 4 * tx + s - 4);
                     if (i < M && j < N) {
                         float *o = Cm + (size_t)i * N + j;
                         *o = acc ? *o + c[r][s] : c[r][s];
