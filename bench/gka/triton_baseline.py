@@ -63,8 +63,26 @@ def random_inputs(B, T, H, K, seed=7):
     return q.to(bf), k.to(bf), v.to(bf), do.to(bf), gate.float(), alpha.float()
 
 
+def limit_autotune(spec):
+    """GKA_TRITON_CONFIG=W,S: every autotuned kernel keeps only its configs with num_warps W and num_stages S
+    (all of them when none match). At the language shape full autotuning compiles for longer than one device
+    call lasts; with one config the baseline's times are an upper bound on its tuned times."""
+    import triton
+    w, s = (int(x) for x in spec.split(","))
+    orig = triton.autotune
+
+    def autotune(configs, key, **kw):
+        keep = [c for c in configs if c.num_warps == w and c.num_stages == s] or configs
+        return orig(configs=keep, key=key, **kw)
+
+    triton.autotune = autotune
+    print(f"autotuning limited to num_warps {w}, num_stages {s} (GKA_TRITON_CONFIG)")
+
+
 def main():
     fetched, dump = sys.argv[1], sys.argv[2]
+    if os.environ.get("GKA_TRITON_CONFIG"):
+        limit_autotune(os.environ["GKA_TRITON_CONFIG"])
     shapes = [int(x) for x in sys.argv[3:]] or [256, 196, 5, 32, 256, 49, 10, 32, 4, 4096, 16, 128]
     sys.path.insert(0, fetched)
     stub_package("fla", f"{fetched}/fla")
