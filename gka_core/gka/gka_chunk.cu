@@ -390,34 +390,41 @@ __global__ void __launch_bounds__(NTHREADS)
 // ---- backward ------------------------------------------------------------------------------------------
 __host__ __device__ static size_t b1_scratch(const Dims &d) {
     size_t C = (size_t)d.C, K = (size_t)d.K, V = (size_t)d.V;
-    size_t a = 6 * C * K + 5 * C * V + 2 * K * V + 3 * C * C + 3 * C, b = C * K + C * V + C + K * V;
-    return a > b ? a : b;
+    return 6 * C * K + 5 * C * V + 2 * K * V + 3 * C * C + 3 * C;
 }
 
-// B1, scan part: R_c per (b, h), sequential over chunks from the last.
+// The backward's adjoint state scans (B1's R_c and B5's Q_c), one block per (b, h), from the last chunk:
+//   Sacc := S_end (or 0); for c = NT-1..0: S_c := Sacc; Sacc := e^{G_last} Sacc + sum_{i in c} coef e^{G_i}
+//   a_i w_i^T; S_0 := Sacc.
+// B1: a = q~, w = do, coef = s, G = Gv (R, [K, V]); B5: a = y, w = x, coef = -1, G = Gk (Q, [K, K]).
+__host__ __device__ static size_t scan_scratch(const Dims &d, int D) {
+    return (size_t)d.C * d.K + (size_t)d.C * D + d.C + (size_t)d.K * D;
+}
+
+template <typename TW>
 __global__ void __launch_bounds__(NTHREADS)
-    b1_scan_kernel(float *Rc, float *dU0, const bf16 *d_o, const float *dUT, const float *qt, const float *Gv,
-                   float s, Dims d, float *scratch) {
-    const int b = blockIdx.x / d.H, h = blockIdx.x % d.H, C = d.C, K = d.K, V = d.V, NT = d.NT;
-    size_t kv = (size_t)K * V;
-    float *Qs = scratch + b1_scratch(d) * blockIdx.x, *dOt = Qs + (size_t)C * K, *G = dOt + (size_t)C * V;
-    float *Racc = G + C, *Rb = Rc + ((size_t)b * d.H + h) * (size_t)NT * kv;
-    copy(Racc, dUT ? dUT + ((size_t)b * d.H + h) * kv : NULL, kv);
+    adjoint_scan_kernel(float *Sc, float *S0, const float *arows, const TW *wrows, const float *Gl,
+                        const float *Send, float coef, int D, Dims d, float *scratch) {
+    const int b = blockIdx.x / d.H, h = blockIdx.x % d.H, C = d.C, K = d.K, NT = d.NT;
+    size_t kd = (size_t)K * D;
+    float *At = scratch + scan_scratch(d, D) * blockIdx.x, *Wt = At + (size_t)C * K, *G = Wt + (size_t)C * D;
+    float *Sacc = G + C, *Sb = Sc + ((size_t)b * d.H + h) * (size_t)NT * kd;
+    copy(Sacc, Send ? Send + ((size_t)b * d.H + h) * kd : NULL, kd);
     for (int c = NT - 1; c >= 0; c--) {
         int t0 = c * C, nc = chunk_rows(d, c);
-        for (size_t i = threadIdx.x; i < kv; i += blockDim.x)
-            Rb[(size_t)c * kv + i] = Racc[i];
-        load_tile(Qs, qt, d, b, h, t0, nc, K, 0.0f);
-        load_tile(dOt, d_o, d, b, h, t0, nc, V, 0.0f);
-        load_col(G, Gv, d, b, h, t0, nc, 0.0f);
+        for (size_t i = threadIdx.x; i < kd; i += blockDim.x)
+            Sb[(size_t)c * kd + i] = Sacc[i];
+        load_tile(At, arows, d, b, h, t0, nc, K, 0.0f);
+        load_tile(Wt, wrows, d, b, h, t0, nc, D, 0.0f);
+        load_col(G, Gl, d, b, h, t0, nc, 0.0f);
         for (int e = threadIdx.x; e < nc * K; e += blockDim.x)
-            Qs[e] *= s * expf(G[e / K]);
-        scale(Racc, expf(G[nc - 1]), kv);
-        mm(Racc, Qs, dOt, K, V, C, 1, 1);
+            At[e] *= coef * expf(G[e / K]);
+        scale(Sacc, expf(G[nc - 1]), kd);
+        mm(Sacc, At, Wt, K, D, C, 1, 1);
     }
-    if (dU0)
-        for (size_t i = threadIdx.x; i < kv; i += blockDim.x)
-            dU0[((size_t)b * d.H + h) * kv + i] = Racc[i];
+    if (S0)
+        for (size_t i = threadIdx.x; i < kd; i += blockDim.x)
+            S0[((size_t)b * d.H + h) * kd + i] = Sacc[i];
 }
 
 // B1, per-chunk part: dq~, dk^(U), dv and dg, one program per (chunk, head).
@@ -507,36 +514,6 @@ __global__ void b2_kernel(float *dx, float *dq, float *dalpha, const float *dqt,
         dq[e] = (1.0f - al) * dqt[e];
     }
     if (dalpha) dalpha[s] = da;
-}
-
-__host__ __device__ static size_t b5_scratch(const Dims &d) {
-    return 2 * (size_t)d.C * d.K + d.C + (size_t)d.K * d.K;
-}
-
-// B5: direct-path adjoint scan, one block per (b, h).
-__global__ void __launch_bounds__(NTHREADS)
-    b5_kernel(float *Qc, float *dH0dir, const float *y, const float *x, const float *Gk, const float *dHT,
-              Dims d, float *scratch) {
-    const int b = blockIdx.x / d.H, h = blockIdx.x % d.H, C = d.C, K = d.K, NT = d.NT;
-    size_t kk = (size_t)K * K;
-    float *Ys = scratch + b5_scratch(d) * blockIdx.x, *Xt = Ys + (size_t)C * K, *G = Xt + (size_t)C * K;
-    float *Qacc = G + C, *Qb = Qc + ((size_t)b * d.H + h) * (size_t)NT * kk;
-    copy(Qacc, dHT ? dHT + ((size_t)b * d.H + h) * kk : NULL, kk);
-    for (int c = NT - 1; c >= 0; c--) {
-        int t0 = c * C, nc = chunk_rows(d, c);
-        for (size_t i = threadIdx.x; i < kk; i += blockDim.x)
-            Qb[(size_t)c * kk + i] = Qacc[i];
-        load_tile(Ys, y, d, b, h, t0, nc, K, 0.0f);
-        load_tile(Xt, x, d, b, h, t0, nc, K, 0.0f);
-        load_col(G, Gk, d, b, h, t0, nc, 0.0f);
-        for (int e = threadIdx.x; e < nc * K; e += blockDim.x)
-            Ys[e] *= -expf(G[e / K]);
-        scale(Qacc, expf(G[nc - 1]), kk);
-        mm(Qacc, Ys, Xt, K, K, C, 1, 1);
-    }
-    if (dH0dir)
-        for (size_t i = threadIdx.x; i < kk; i += blockDim.x)
-            dH0dir[((size_t)b * d.H + h) * kk + i] = Qacc[i];
 }
 
 __host__ __device__ static size_t b6_scratch(const Dims &d) {
@@ -815,8 +792,7 @@ extern "C" void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
     size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1), nch = (size_t)B * H * d.NT;
     size_t kk = (size_t)K * K, nbh = (size_t)B * H;
     int nb = item_blocks(d, cu);
-    size_t per_scan =
-        max3(f2_scratch(d, K > V ? K : V), b1_scratch(d), max3(b5_scratch(d), b7_scratch(d), 0)) * nbh;
+    size_t per_scan = max3(f2_scratch(d, K > V ? K : V), scan_scratch(d, K > V ? K : V), b7_scratch(d)) * nbh;
     size_t per_item = max3(f3_scratch(d), b1_scratch(d), b6_scratch(d)) * nb;
     int tied = dg && dg == dgk;
     Carve cv = {NULL, 0};
@@ -840,8 +816,8 @@ extern "C" void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
         cudaCheckLast();
         f2_kernel<bf16><<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Uc, NULL, kb, vb, Gv, U0, V, d, scratch);
         cudaCheckLast();
-        b1_scan_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Rc, dU0, dob, dUT, qt, Gv, cfg.scale, d,
-                                                                   scratch);
+        adjoint_scan_kernel<bf16>
+            <<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Rc, dU0, qt, dob, Gv, dUT, cfg.scale, V, d, scratch);
         cudaCheckLast();
         b1_chunk_kernel<<<nb, NTHREADS, 0, cu->stream>>>(dqt, dkU, (bf16 *)dv, dg, Rc, dob, qt, kb, vb, Gv,
                                                          Uc, cfg.scale, d, scratch);
@@ -855,7 +831,8 @@ extern "C" void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
         f3_kernel<float><<<nb, NTHREADS, 0, cu->stream>>>(y, NULL, f, dx, kb, Gk, Hc, make_omegas(cfg),
                                                           cfg.num_iter, cfg.ridge, d, scratch);
         cudaCheckLast();
-        b5_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Qc, dH0, y, x, Gk, dHT, d, scratch);
+        adjoint_scan_kernel<float>
+            <<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Qc, dH0, y, x, Gk, dHT, -1.0f, K, d, scratch);
         cudaCheckLast();
         b6_kernel<<<nb, NTHREADS, 0, cu->stream>>>(dkH, dG, Zc, kb, x, y, f, Gk, Hc, Qc, cfg.ridge, d,
                                                    scratch);
