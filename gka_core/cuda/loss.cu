@@ -7,25 +7,9 @@
 
 #include "cuda_common.h"
 #include "ops_cuda.h"
+#include "reduce.cuh"
 
 #define XENT_THREADS 256
-
-// Sum (or max) over the block, the same fixed tree every time; every thread gets the result.
-__device__ float block_reduce(float v, int is_max) {
-    __shared__ float warp_part[XENT_THREADS / 32];
-    for (int o = 16; o > 0; o >>= 1) {
-        float w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, w) : v + w;
-    }
-    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __syncthreads(); /* warp_part may still be read by the previous reduction */
-    if (lane == 0) warp_part[warp] = v;
-    __syncthreads();
-    v = warp_part[0];
-    for (int i = 1; i < XENT_THREADS / 32; i++)
-        v = is_max ? fmaxf(v, warp_part[i]) : v + warp_part[i];
-    return v;
-}
 
 __global__ void __launch_bounds__(XENT_THREADS)
     softmax_xent_forward_kernel(float *losses, float *probs, const bf16 *logits, const float *targets,
@@ -37,17 +21,17 @@ __global__ void __launch_bounds__(XENT_THREADS)
     float mx = -INFINITY;
     for (int k = threadIdx.x; k < K; k += XENT_THREADS)
         mx = fmaxf(mx, __bfloat162float(x[k]));
-    mx = block_reduce(mx, 1);
+    mx = block_reduce<XENT_THREADS>(mx, 1);
     float sum = 0.0f;
     for (int k = threadIdx.x; k < K; k += XENT_THREADS)
         sum += expf(__bfloat162float(x[k]) - mx);
-    float log_sum = logf(block_reduce(sum, 0)), loss = 0.0f;
+    float log_sum = logf(block_reduce<XENT_THREADS>(sum, 0)), loss = 0.0f;
     for (int k = threadIdx.x; k < K; k += XENT_THREADS) {
         float z = (__bfloat162float(x[k]) - mx) - log_sum; /* log softmax */
         p[k] = expf(z);
         loss -= t[k] * z;
     }
-    loss = block_reduce(loss, 0);
+    loss = block_reduce<XENT_THREADS>(loss, 0);
     if (threadIdx.x == 0) losses[b] = loss;
 }
 

@@ -16,6 +16,7 @@
 // Precision: q, k, v, d_o arrive in bf16 and are widened on load; o, dq, dk, dv leave in bf16; everything
 // else (tiles, states, x, f, gates and their gradients) is float32, as in the CPU twin.
 #include "cuda/cuda_common.h"
+#include "cuda/reduce.cuh"
 #include "gka_chunk.h"
 
 #define NTHREADS 256
@@ -99,25 +100,11 @@ __device__ void transpose(float *Dst, const float *Src, int M, int N) {
     __syncthreads();
 }
 
-// Sum of v over the block, returned to every thread.
-__device__ float block_sum(float v) {
-    __shared__ float part[NTHREADS / 32];
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++)
-        s += part[w];
-    __syncthreads();
-    return s;
-}
-
 __device__ float dot(const float *a, const float *b, int n) {
     float s = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         s += a[i] * b[i];
-    return block_sum(s);
+    return block_reduce<NTHREADS>(s, 0);
 }
 
 // One thread's dot product (row-wise work inside a block).
@@ -598,7 +585,7 @@ __global__ void __launch_bounds__(NTHREADS)
         float part = 0.0f;
         for (int t = threadIdx.x; t < nc; t += blockDim.x)
             part += gh[t] * gh[t] * w[t];
-        float sgw = block_sum(part);
+        float sgw = block_reduce<NTHREADS>(part, 0);
         for (size_t e = threadIdx.x; e < CK; e += blockDim.x)
             Kw[e] = w1[e / K] * Kt[e];
         for (size_t i = threadIdx.x; i < kk; i += blockDim.x)
