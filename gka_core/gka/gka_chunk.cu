@@ -25,9 +25,7 @@
 #define TN 128 /* by TN columns */
 #define TP 16  /* mm() depth per shared-memory stage */
 
-struct Dims {
-    int B, T, H, K, V, C, NT;
-};
+typedef GkaChunkDims Dims;
 struct Omegas {
     float w[MAX_ITER];
 };
@@ -693,14 +691,9 @@ __global__ void add_kernel(float *dst, const float *src, size_t n) {
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
-static Dims make_dims(GkaOpConfig cfg, int B, int T, int H, int K, int V) {
-    GK_CHECK(B >= 1 && T >= 1 && H >= 1 && K >= 1 && V >= 1,
-             "gka_chunk_cuda: sizes B=%d T=%d H=%d K=%d V=%d must be >= 1", B, T, H, K, V);
-    GK_CHECK(cfg.chunk >= 1 && cfg.num_iter >= 0 && cfg.num_iter <= MAX_ITER && cfg.ridge > 0.0f,
-             "gka_chunk_cuda: needs chunk >= 1, num_iter in 0..%d, ridge > 0 (got %d, %d, %g)", MAX_ITER,
-             cfg.chunk, cfg.num_iter, (double)cfg.ridge);
-    Dims d = {B, T, H, K, V, cfg.chunk, (T + cfg.chunk - 1) / cfg.chunk};
-    return d;
+static Dims make_dims(const char *op, GkaOpConfig cfg, int B, int T, int H, int K, int V) {
+    GK_CHECK(cfg.num_iter <= MAX_ITER, "%s: num_iter %d above %d", op, cfg.num_iter, MAX_ITER);
+    return gka_chunk_dims(op, cfg, B, T, H, K, V);
 }
 
 static size_t max3(size_t a, size_t b, size_t c) {
@@ -736,7 +729,7 @@ extern "C" void gka_chunk_forward_cuda(bf16_t *o, float *HT, float *UT, float *x
                                        const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
                                        const float *alpha, const float *H0, const float *U0, GkaOpConfig cfg,
                                        int B, int T, int H, int K, int V, CudaCtx *cu) {
-    Dims d = make_dims(cfg, B, T, H, K, V);
+    Dims d = make_dims("gka_chunk_forward_cuda", cfg, B, T, H, K, V);
     size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1), nbh = (size_t)B * H;
     int nb = item_blocks(d, cu);
     size_t per_scan = f2_scratch(d, K > V ? K : V) * nbh,
@@ -774,7 +767,7 @@ extern "C" void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
                                         const bf16_t *v, const float *g, const float *gk, const float *alpha,
                                         const float *H0, const float *U0, const float *x, const float *f,
                                         GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu) {
-    Dims d = make_dims(cfg, B, T, H, K, V);
+    Dims d = make_dims("gka_chunk_backward_cuda", cfg, B, T, H, K, V);
     GK_CHECK(d_o && x && f, "gka_chunk_backward_cuda: d_o, x and f (saved by the forward) are required");
     size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1), nch = (size_t)B * H * d.NT;
     size_t kk = (size_t)K * K, nbh = (size_t)B * H;

@@ -25,6 +25,13 @@
 extern "C" {
 #endif
 
+/* The sizes of one call with NT = ceil(T / C) chunks, checked (a bad size or setting stops with a message
+ * naming `op`); both twins take them from here. */
+typedef struct GkaChunkDims {
+    int B, T, H, K, V, C, NT;
+} GkaChunkDims;
+GkaChunkDims gka_chunk_dims(const char *op, GkaOpConfig cfg, int B, int T, int H, int K, int V);
+
 /* a = 0.02, n = 30, s = K^-1/2, C = 64 (spec 8.1). */
 GkaOpConfig gka_op_config_default(int K);
 

@@ -32,9 +32,7 @@
 #include "core.h"
 #include "gka_chunk.h"
 
-typedef struct Dims {
-    int B, T, H, K, V, C, NT;
-} Dims;
+typedef GkaChunkDims Dims;
 
 /* ---- small helpers ------------------------------------------------------------------------------------- *
  * Tiles are row-major [C, D] blocks of one chunk of one (sequence, head): C rows (tokens), D = K or V. */
@@ -357,13 +355,13 @@ static size_t f5_scratch(const Dims *d) {
     return 3 * (size_t)d->C * d->K + 2 * (size_t)d->C * d->V + 2 * (size_t)d->C * d->C + 3 * (size_t)d->C;
 }
 
-static Dims make_dims(GkaOpConfig cfg, int B, int T, int H, int K, int V) {
-    GK_CHECK(B >= 1 && T >= 1 && H >= 1 && K >= 1 && V >= 1,
-             "gka_chunk: sizes B=%d T=%d H=%d K=%d V=%d must be >= 1", B, T, H, K, V);
+GkaChunkDims gka_chunk_dims(const char *op, GkaOpConfig cfg, int B, int T, int H, int K, int V) {
+    GK_CHECK(B >= 1 && T >= 1 && H >= 1 && K >= 1 && V >= 1, "%s: sizes B=%d T=%d H=%d K=%d V=%d must be >= 1",
+             op, B, T, H, K, V);
     GK_CHECK(cfg.chunk >= 1 && cfg.num_iter >= 0 && cfg.ridge > 0.0f,
-             "gka_chunk: needs chunk >= 1, num_iter >= 0, ridge > 0 (got %d, %d, %g)", cfg.chunk,
-             cfg.num_iter, (double)cfg.ridge);
-    Dims d = {B, T, H, K, V, cfg.chunk, (T + cfg.chunk - 1) / cfg.chunk};
+             "%s: needs chunk >= 1, num_iter >= 0, ridge > 0 (got %d, %d, %g)", op, cfg.chunk, cfg.num_iter,
+             (double)cfg.ridge);
+    GkaChunkDims d = {B, T, H, K, V, cfg.chunk, (T + cfg.chunk - 1) / cfg.chunk};
     return d;
 }
 
@@ -375,7 +373,7 @@ void gka_chunk_forward_cpu(float *o, float *HT, float *UT, float *x, float *f, c
                            const float *v, const float *g, const float *gk, const float *alpha,
                            const float *H0, const float *U0, GkaOpConfig cfg, int B, int T, int H, int K,
                            int V) {
-    Dims d = make_dims(cfg, B, T, H, K, V);
+    Dims d = gka_chunk_dims("gka_chunk_forward_cpu", cfg, B, T, H, K, V);
     size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1);
     int nth = gk_cpu_threads();
     size_t per = max_sz(max_sz(f2_scratch(&d, K), f2_scratch(&d, V)), max_sz(f3_scratch(&d), f5_scratch(&d)));
@@ -774,7 +772,7 @@ void gka_chunk_backward_cpu(float *dq, float *dk, float *dv, float *dg, float *d
                             const float *k, const float *v, const float *g, const float *gk,
                             const float *alpha, const float *H0, const float *U0, const float *x,
                             const float *f, GkaOpConfig cfg, int B, int T, int H, int K, int V) {
-    Dims d = make_dims(cfg, B, T, H, K, V);
+    Dims d = gka_chunk_dims("gka_chunk_backward_cpu", cfg, B, T, H, K, V);
     GK_CHECK(d_o && x && f, "gka_chunk_backward_cpu: d_o, x and f (saved by the forward) are required");
     size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1), nch = (size_t)B * H * d.NT;
     size_t kk = (size_t)K * K, nh = (size_t)B * H;
