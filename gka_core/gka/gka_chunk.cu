@@ -199,18 +199,16 @@ __global__ void f1_kernel(float *G, const float *g, Dims d) {
 }
 
 __host__ __device__ static size_t f2_scratch(const Dims &d, int D) {
-    return 2 * (size_t)d.C * d.K + (size_t)d.C * D + 2 * (size_t)d.C;
+    return (size_t)d.C * d.K + (size_t)d.C * D + (size_t)d.C;
 }
 
 // F2 (and F5's value states): one block per (b, h), sequential over chunks.
-template <typename TW>
 __global__ void __launch_bounds__(NTHREADS)
-    f2_kernel(float *S, float *ST, const bf16 *k, const TW *vals, const float *G, const float *S0, int D,
+    f2_kernel(float *S, float *ST, const bf16 *k, const bf16 *vals, const float *G, const float *S0, int D,
               Dims d, float *scratch) {
     const int b = blockIdx.x / d.H, h = blockIdx.x % d.H, C = d.C, K = d.K;
     size_t ss = (size_t)K * D;
-    float *kl = scratch + f2_scratch(d, D) * blockIdx.x, *kt = kl + (size_t)C * K, *wt = kt + (size_t)C * K;
-    float *Gc = wt + (size_t)C * D; /* then l [C], unused here: the CPU twin's layout */
+    float *kt = scratch + f2_scratch(d, D) * blockIdx.x, *wt = kt + (size_t)C * K, *Gc = wt + (size_t)C * D;
     float *Sb = S + ((size_t)b * d.H + h) * (size_t)(d.NT + 1) * ss;
     copy(Sb, S0 ? S0 + ((size_t)b * d.H + h) * ss : NULL, ss);
     for (int c = 0; c < d.NT; c++) {
@@ -221,13 +219,13 @@ __global__ void __launch_bounds__(NTHREADS)
         float decay = expf(Gc[nc - 1]);
         for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
             int j = e / K;
-            kl[e] = (j < nc ? expf(Gc[nc - 1] - Gc[j]) : 0.0f) * kt[e];
+            kt[e] *= j < nc ? expf(Gc[nc - 1] - Gc[j]) : 0.0f; /* the CPU twin's kl, in place */
         }
         float *cur = Sb + (size_t)c * ss, *nxt = cur + ss;
         for (size_t i = threadIdx.x; i < ss; i += blockDim.x)
             nxt[i] = decay * cur[i];
         __syncthreads();
-        mm(nxt, kl, wt, K, D, C, 1, 1);
+        mm(nxt, kt, wt, K, D, C, 1, 1);
     }
     if (ST) {
         float *dst = ST + ((size_t)b * d.H + h) * ss;
@@ -503,7 +501,7 @@ __global__ void b2_kernel(float *dx, float *dq, float *dalpha, const float *dqt,
 
 __host__ __device__ static size_t b6_scratch(const Dims &d) {
     size_t C = (size_t)d.C, K = (size_t)d.K;
-    return 10 * C * K + 5 * C * C + 2 * K * K + 8 * C;
+    return 10 * C * K + 5 * C * C + K * K + 8 * C;
 }
 
 // B6: per-chunk terms of the key-state backward, one program per (chunk, head).
@@ -515,7 +513,7 @@ __global__ void __launch_bounds__(NTHREADS)
     float *Kt = scratch + b6_scratch(d) * blockIdx.x, *KtT = Kt + CK, *Xt = KtT + CK, *XtT = Xt + CK;
     float *Yt = XtT + CK, *YtT = Yt + CK, *Kw = YtT + CK, *dK = Kw + CK, *T1 = dK + CK, *T2 = T1 + CK;
     float *Gam = T2 + CK, *E = Gam + CC, *KX = E + CC, *KY = KX + CC, *W2 = KY + CC;
-    float *Qs = W2 + CC, *Z = Qs + kk, *G = Z + kk, *gh = G + C, *l = gh + C, *fc = l + C, *w = fc + C;
+    float *Qs = W2 + CC, *G = Qs + kk, *gh = G + C, *l = gh + C, *fc = l + C, *w = fc + C;
     float *w1 = w + C, *dGc = w1 + C;
     for (int item = blockIdx.x; item < n_items; item += gridDim.x) {
         int b, h, c;
@@ -524,6 +522,7 @@ __global__ void __launch_bounds__(NTHREADS)
         size_t hidx = ((size_t)b * d.H + h) * (size_t)(NT + 1) + c;
         const float *Hcc = Hc + hidx * kk, *Hnext = Hcc + kk;
         const float *Q = Qc + (((size_t)b * d.H + h) * (size_t)NT + c) * kk;
+        float *Z = Zc + (((size_t)b * d.H + h) * (size_t)NT + c) * kk; /* to the B7 scan */
         load_tile(Kt, k, d, b, h, t0, nc, K, 0.0f);
         load_tile(Xt, x, d, b, h, t0, nc, K, 0.0f);
         load_tile(Yt, y, d, b, h, t0, nc, K, 0.0f);
@@ -590,7 +589,6 @@ __global__ void __launch_bounds__(NTHREADS)
             Z[i] = sgw * Hcc[i];
         __syncthreads();
         mm(Z, Kw, Kt, K, K, C, 1, 1);
-        copy(Zc + (((size_t)b * d.H + h) * (size_t)NT + c) * kk, Z, kk);
 
         /* (Q + Q^T) k_j rows, and y^T Hc x */
         for (size_t e = threadIdx.x; e < kk; e += blockDim.x) {
@@ -696,21 +694,25 @@ static Dims make_dims(const char *op, GkaOpConfig cfg, int B, int T, int H, int 
     return gka_chunk_dims(op, cfg, B, T, H, K, V);
 }
 
-static size_t max3(size_t a, size_t b, size_t c) {
-    size_t m = a > b ? a : b;
-    return m > c ? m : c;
+static size_t max2(size_t a, size_t b) {
+    return a > b ? a : b;
 }
 
-// Carves float buffers out of one scratch allocation (sizes rounded to 256 bytes). Run once with base NULL
-// to learn the total.
-typedef struct {
+// Floats carved one after another out of one device scratch allocation (each rounded up to 256 bytes). A
+// layout function runs twice: on a Carve with base NULL to count, then on scratch_for's to place.
+struct Carve {
     float *base;
     size_t used;
-} Carve;
+};
 static float *carve(Carve *cv, size_t n) {
     float *p = cv->base ? cv->base + cv->used : NULL;
     cv->used += (n + 63) / 64 * 64;
     return p;
+}
+// After the counting run: the device scratch that holds what it counted, to place from its start.
+static Carve scratch_for(Carve counted, CudaCtx *cu) {
+    Carve cv = {(float *)cuda_scratch(cu, counted.used * sizeof(float)), 0};
+    return cv;
 }
 
 // Blocks of a persistent per-chunk grid: two per SM, never more than the programs.
@@ -725,40 +727,68 @@ static Omegas make_omegas(GkaOpConfig cfg) {
     return om;
 }
 
+// The forward's buffers: cumulative decays, key and value chunk states, q~, x and f when the caller keeps
+// none, and the blocks' tiles.
+struct FwdBufs {
+    float *Gk, *Gv, *Hc, *Uc, *qt, *x, *f, *scratch;
+};
+static void fwd_layout(FwdBufs *b, Carve *cv, const Dims &d, const float *g, const float *gk, float *x,
+                       float *f, size_t tiles) {
+    size_t ntok = (size_t)d.B * d.T * d.H, nst = (size_t)d.B * d.H * (size_t)(d.NT + 1);
+    b->Gk = gk ? carve(cv, ntok) : NULL, b->Gv = g ? carve(cv, ntok) : NULL;
+    b->Hc = carve(cv, nst * d.K * d.K), b->Uc = carve(cv, nst * d.K * d.V), b->qt = carve(cv, ntok * d.K);
+    b->x = x ? x : carve(cv, ntok * d.K), b->f = f ? f : carve(cv, ntok);
+    b->scratch = carve(cv, tiles);
+}
+
 extern "C" void gka_chunk_forward_cuda(bf16_t *o, float *HT, float *UT, float *x, float *f, const bf16_t *q,
                                        const bf16_t *k, const bf16_t *v, const float *g, const float *gk,
                                        const float *alpha, const float *H0, const float *U0, GkaOpConfig cfg,
                                        int B, int T, int H, int K, int V, CudaCtx *cu) {
     Dims d = make_dims("gka_chunk_forward_cuda", cfg, B, T, H, K, V);
-    size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1), nbh = (size_t)B * H;
+    size_t ntok = (size_t)B * T * H, nbh = (size_t)B * H;
     int nb = item_blocks(d, cu);
-    size_t per_scan = f2_scratch(d, K > V ? K : V) * nbh,
-           per_item = max3(f3_scratch(d), f5_scratch(d), 0) * nb;
+    size_t tiles = max2(f2_scratch(d, K > V ? K : V) * nbh, max2(f3_scratch(d), f5_scratch(d)) * nb);
+    FwdBufs w;
     Carve cv = {NULL, 0};
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass) cv.base = (float *)cuda_scratch(cu, cv.used * sizeof(float)), cv.used = 0;
-        float *Gk = gk ? carve(&cv, ntok) : NULL, *Gv = g ? carve(&cv, ntok) : NULL;
-        float *Hc = carve(&cv, nst * K * K), *Uc = carve(&cv, nst * K * V), *qt = carve(&cv, ntok * K);
-        float *xs = x ? x : carve(&cv, ntok * K), *fs = f ? f : carve(&cv, ntok);
-        float *scratch = carve(&cv, per_scan > per_item ? per_scan : per_item);
-        if (!pass) continue;
-        const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v;
-        unsigned nitem = ceil_div((long long)B * H * d.NT, 128);
-        if (gk) f1_kernel<<<nitem, 128, 0, cu->stream>>>(Gk, gk, d);
-        if (g) f1_kernel<<<nitem, 128, 0, cu->stream>>>(Gv, g, d);
-        cudaCheckLast();
-        f2_kernel<bf16><<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Hc, HT, kb, kb, Gk, H0, K, d, scratch);
-        cudaCheckLast();
-        f3_kernel<bf16><<<nb, NTHREADS, 0, cu->stream>>>(xs, fs, NULL, qb, kb, Gk, Hc, make_omegas(cfg),
-                                                         cfg.num_iter, cfg.ridge, d, scratch);
-        cudaCheckLast();
-        f4_kernel<<<ceil_div((long long)ntok * K, 256), 256, 0, cu->stream>>>(qt, qb, xs, alpha, d);
-        f2_kernel<bf16><<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Uc, UT, kb, vb, Gv, U0, V, d, scratch);
-        cudaCheckLast();
-        if (o)
-            f5_kernel<<<nb, NTHREADS, 0, cu->stream>>>((bf16 *)o, qt, kb, vb, Gv, Uc, cfg.scale, d, scratch);
-        cudaCheckLast();
-    }
+    fwd_layout(&w, &cv, d, g, gk, x, f, tiles);
+    cv = scratch_for(cv, cu);
+    fwd_layout(&w, &cv, d, g, gk, x, f, tiles);
+    const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v;
+    unsigned nitem = ceil_div((long long)B * H * d.NT, 128);
+    if (gk) f1_kernel<<<nitem, 128, 0, cu->stream>>>(w.Gk, gk, d);
+    if (g) f1_kernel<<<nitem, 128, 0, cu->stream>>>(w.Gv, g, d);
+    cudaCheckLast();
+    f2_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.Hc, HT, kb, kb, w.Gk, H0, K, d, w.scratch);
+    cudaCheckLast();
+    f3_kernel<bf16><<<nb, NTHREADS, 0, cu->stream>>>(w.x, w.f, NULL, qb, kb, w.Gk, w.Hc, make_omegas(cfg),
+                                                     cfg.num_iter, cfg.ridge, d, w.scratch);
+    cudaCheckLast();
+    f4_kernel<<<ceil_div((long long)ntok * K, 256), 256, 0, cu->stream>>>(w.qt, qb, w.x, alpha, d);
+    f2_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.Uc, UT, kb, vb, w.Gv, U0, V, d, w.scratch);
+    cudaCheckLast();
+    if (o)
+        f5_kernel<<<nb, NTHREADS, 0, cu->stream>>>((bf16 *)o, w.qt, kb, vb, w.Gv, w.Uc, cfg.scale, d,
+                                                   w.scratch);
+    cudaCheckLast();
+}
+
+// The backward's buffers: the forward's recomputed (Gk, Gv, Hc, Uc, q~), the adjoint chunk states (R, Q, Z),
+// the per-token float32 intermediates, dG, dH0's lambda part, and the blocks' tiles.
+struct BwdBufs {
+    float *Gk, *Gv, *Hc, *Uc, *qt, *Rc, *Qc, *Zc, *dqt, *dkU, *dx, *y, *dkH, *dqf, *dG, *dH0lam, *scratch;
+};
+static void bwd_layout(BwdBufs *b, Carve *cv, const Dims &d, const float *g, const float *gk, int want_dH0,
+                       size_t tiles) {
+    size_t ntok = (size_t)d.B * d.T * d.H, nst = (size_t)d.B * d.H * (size_t)(d.NT + 1);
+    size_t nch = (size_t)d.B * d.H * d.NT, kk = (size_t)d.K * d.K, kv = (size_t)d.K * d.V, nq = ntok * d.K;
+    b->Gk = gk ? carve(cv, ntok) : NULL, b->Gv = g ? carve(cv, ntok) : NULL;
+    b->Hc = carve(cv, nst * kk), b->Uc = carve(cv, nst * kv), b->qt = carve(cv, nq);
+    b->Rc = carve(cv, nch * kv), b->Qc = carve(cv, nch * kk), b->Zc = carve(cv, nch * kk);
+    b->dqt = carve(cv, nq), b->dkU = carve(cv, nq), b->dx = carve(cv, nq);
+    b->y = carve(cv, nq), b->dkH = carve(cv, nq), b->dqf = carve(cv, nq);
+    b->dG = carve(cv, ntok), b->dH0lam = want_dH0 ? carve(cv, (size_t)d.B * d.H * kk) : NULL;
+    b->scratch = carve(cv, tiles);
 }
 
 extern "C" void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, float *dg, float *dgk,
@@ -769,62 +799,56 @@ extern "C" void gka_chunk_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, floa
                                         GkaOpConfig cfg, int B, int T, int H, int K, int V, CudaCtx *cu) {
     Dims d = make_dims("gka_chunk_backward_cuda", cfg, B, T, H, K, V);
     GK_CHECK(d_o && x && f, "gka_chunk_backward_cuda: d_o, x and f (saved by the forward) are required");
-    size_t ntok = (size_t)B * T * H, nst = (size_t)B * H * (size_t)(d.NT + 1), nch = (size_t)B * H * d.NT;
+    size_t ntok = (size_t)B * T * H, nch = (size_t)B * H * d.NT;
     size_t kk = (size_t)K * K, nbh = (size_t)B * H;
-    int nb = item_blocks(d, cu);
-    size_t per_scan = max3(f2_scratch(d, K > V ? K : V), scan_scratch(d, K > V ? K : V), b7_scratch(d)) * nbh;
-    size_t per_item = max3(f3_scratch(d), b1_scratch(d), b6_scratch(d)) * nb;
-    int tied = dg && dg == dgk;
+    int nb = item_blocks(d, cu), KV = K > V ? K : V;
+    size_t per_scan = max2(max2(f2_scratch(d, KV), scan_scratch(d, KV)), b7_scratch(d));
+    size_t per_item = max2(max2(f3_scratch(d), b1_scratch(d)), b6_scratch(d));
+    size_t tiles = max2(per_scan * nbh, per_item * nb);
+    BwdBufs w;
     Carve cv = {NULL, 0};
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass) cv.base = (float *)cuda_scratch(cu, cv.used * sizeof(float)), cv.used = 0;
-        float *Gk = gk ? carve(&cv, ntok) : NULL, *Gv = g ? carve(&cv, ntok) : NULL;
-        float *Hc = carve(&cv, nst * kk), *Uc = carve(&cv, nst * K * V), *qt = carve(&cv, ntok * K);
-        float *Rc = carve(&cv, nch * K * V), *Qc = carve(&cv, nch * kk), *Zc = carve(&cv, nch * kk);
-        float *dqt = carve(&cv, ntok * K), *dkU = carve(&cv, ntok * K), *dx = carve(&cv, ntok * K);
-        float *y = carve(&cv, ntok * K), *dkH = carve(&cv, ntok * K), *dqf = carve(&cv, ntok * K);
-        float *dG = carve(&cv, ntok), *dH0lam = dH0 ? carve(&cv, nbh * kk) : NULL;
-        float *scratch = carve(&cv, per_scan > per_item ? per_scan : per_item);
-        if (!pass) continue;
-        const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v,
-                   *dob = (const bf16 *)d_o;
-        unsigned nitem = ceil_div((long long)nch, 128);
-        /* recompute what the forward did not save */
-        if (gk) f1_kernel<<<nitem, 128, 0, cu->stream>>>(Gk, gk, d);
-        if (g) f1_kernel<<<nitem, 128, 0, cu->stream>>>(Gv, g, d);
-        f4_kernel<<<ceil_div((long long)ntok * K, 256), 256, 0, cu->stream>>>(qt, qb, x, alpha, d);
-        cudaCheckLast();
-        f2_kernel<bf16><<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Uc, NULL, kb, vb, Gv, U0, V, d, scratch);
-        cudaCheckLast();
-        adjoint_scan_kernel<bf16>
-            <<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Rc, dU0, qt, dob, Gv, dUT, cfg.scale, V, d, scratch);
-        cudaCheckLast();
-        b1_chunk_kernel<<<nb, NTHREADS, 0, cu->stream>>>(dqt, dkU, (bf16 *)dv, dg, Rc, dob, qt, kb, vb, Gv,
-                                                         Uc, cfg.scale, d, scratch);
-        cudaCheckLast();
-        b2_kernel<<<ceil_div((long long)ntok, 256), 256, 0, cu->stream>>>(dx, dqf, dalpha, dqt, x, qb, alpha,
-                                                                          d);
-        /* B3: chunk-start key states, as F2 */
-        f2_kernel<bf16><<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Hc, NULL, kb, kb, Gk, H0, K, d, scratch);
-        cudaCheckLast();
-        /* B4: adjoint solve y = A^-1 dx with the forward's f */
-        f3_kernel<float><<<nb, NTHREADS, 0, cu->stream>>>(y, NULL, f, dx, kb, Gk, Hc, make_omegas(cfg),
-                                                          cfg.num_iter, cfg.ridge, d, scratch);
-        cudaCheckLast();
-        adjoint_scan_kernel<float>
-            <<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(Qc, dH0, y, x, Gk, dHT, -1.0f, K, d, scratch);
-        cudaCheckLast();
-        b6_kernel<<<nb, NTHREADS, 0, cu->stream>>>(dkH, dG, Zc, kb, x, y, f, Gk, Hc, Qc, cfg.ridge, d,
-                                                   scratch);
-        cudaCheckLast();
-        b7_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(dkH, dG, dH0lam, kb, Gk, Hc, Zc, d, scratch);
-        cudaCheckLast();
-        if (dgk) b8_kernel<<<nitem, 128, 0, cu->stream>>>(dgk, dG, tied, d);
-        /* B9: totals */
-        b9_kernel<<<ceil_div((long long)ntok * K, 256), 256, 0, cu->stream>>>((bf16 *)dq, (bf16 *)dk, dqf, y,
-                                                                              dkU, dkH, ntok * K);
-        if (dH0)
-            add_kernel<<<ceil_div((long long)nbh * kk, 256), 256, 0, cu->stream>>>(dH0, dH0lam, nbh * kk);
-        cudaCheckLast();
-    }
+    bwd_layout(&w, &cv, d, g, gk, dH0 != NULL, tiles);
+    cv = scratch_for(cv, cu);
+    bwd_layout(&w, &cv, d, g, gk, dH0 != NULL, tiles);
+    const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v, *dob = (const bf16 *)d_o;
+    float *sc = w.scratch;
+    unsigned nitem = ceil_div((long long)nch, 128);
+    /* recompute what the forward did not save */
+    if (gk) f1_kernel<<<nitem, 128, 0, cu->stream>>>(w.Gk, gk, d);
+    if (g) f1_kernel<<<nitem, 128, 0, cu->stream>>>(w.Gv, g, d);
+    f4_kernel<<<ceil_div((long long)ntok * K, 256), 256, 0, cu->stream>>>(w.qt, qb, x, alpha, d);
+    cudaCheckLast();
+    f2_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.Uc, NULL, kb, vb, w.Gv, U0, V, d, sc);
+    cudaCheckLast();
+    /* B1 */
+    adjoint_scan_kernel<bf16>
+        <<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.Rc, dU0, w.qt, dob, w.Gv, dUT, cfg.scale, V, d, sc);
+    cudaCheckLast();
+    b1_chunk_kernel<<<nb, NTHREADS, 0, cu->stream>>>(w.dqt, w.dkU, (bf16 *)dv, dg, w.Rc, dob, w.qt, kb, vb,
+                                                     w.Gv, w.Uc, cfg.scale, d, sc);
+    cudaCheckLast();
+    b2_kernel<<<ceil_div((long long)ntok, 256), 256, 0, cu->stream>>>(w.dx, w.dqf, dalpha, w.dqt, x, qb,
+                                                                      alpha, d);
+    /* B3: chunk-start key states, as F2 */
+    f2_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.Hc, NULL, kb, kb, w.Gk, H0, K, d, sc);
+    cudaCheckLast();
+    /* B4: adjoint solve y = A^-1 dx with the forward's f */
+    f3_kernel<float><<<nb, NTHREADS, 0, cu->stream>>>(w.y, NULL, f, w.dx, kb, w.Gk, w.Hc, make_omegas(cfg),
+                                                      cfg.num_iter, cfg.ridge, d, sc);
+    cudaCheckLast();
+    /* B5 */
+    adjoint_scan_kernel<float>
+        <<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.Qc, dH0, w.y, x, w.Gk, dHT, -1.0f, K, d, sc);
+    cudaCheckLast();
+    b6_kernel<<<nb, NTHREADS, 0, cu->stream>>>(w.dkH, w.dG, w.Zc, kb, x, w.y, f, w.Gk, w.Hc, w.Qc, cfg.ridge,
+                                               d, sc);
+    cudaCheckLast();
+    b7_kernel<<<(unsigned)nbh, NTHREADS, 0, cu->stream>>>(w.dkH, w.dG, w.dH0lam, kb, w.Gk, w.Hc, w.Zc, d, sc);
+    cudaCheckLast();
+    if (dgk) b8_kernel<<<nitem, 128, 0, cu->stream>>>(dgk, w.dG, dg == dgk, d);
+    /* B9: totals */
+    b9_kernel<<<ceil_div((long long)ntok * K, 256), 256, 0, cu->stream>>>((bf16 *)dq, (bf16 *)dk, w.dqf, w.y,
+                                                                          w.dkU, w.dkH, ntok * K);
+    if (dH0) add_kernel<<<ceil_div((long long)nbh * kk, 256), 256, 0, cu->stream>>>(dH0, w.dH0lam, nbh * kk);
+    cudaCheckLast();
 }
